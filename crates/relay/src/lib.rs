@@ -1,1 +1,592 @@
-pub fn x(){}
+//! Bidirectional byte relay between a client Unix stream and an upstream Unix stream.
+//!
+//! sockbroker accepts a client connection (for example a container's `docker`
+//! CLI), connects to the real upstream socket (for example
+//! `/var/run/docker.sock`), and then hands both streams to [`relay`]. This crate
+//! only moves bytes; policy (who may connect, which upstream, limits, metrics)
+//! lives in the broker.
+//!
+//! # Semantics
+//!
+//! * **Full duplex in one task.** Both directions are driven concurrently by a
+//!   single future using the borrowed halves of [`UnixStream::split`]; no task
+//!   or thread is spawned per connection.
+//! * **Half-close is propagated.** When one side sends EOF, the relay calls
+//!   `shutdown(SHUT_WR)` on the other side and keeps relaying the opposite
+//!   direction until it, too, reaches EOF. `docker run -i`, `docker exec -i`,
+//!   `attach` and hijacked HTTP streams depend on this: the client closes
+//!   stdin but must still receive all remaining output.
+//! * **The relay ends** when both directions have seen EOF and propagated it
+//!   ([`EndReason::ClientClosed`] / [`EndReason::UpstreamClosed`], named after
+//!   the side whose direction finished first), when no byte moved in either
+//!   direction for [`RelayOptions::idle_timeout`] ([`EndReason::Idle`]), when
+//!   [`RelayOptions::cancel`] fires ([`EndReason::Cancelled`]), or when a read,
+//!   write or shutdown fails ([`EndReason::Error`], e.g. `EPIPE` or
+//!   `ECONNRESET` after a peer vanished). A `shutdown` that fails with
+//!   `ENOTCONN` because the peer is already gone is not an error. On any end
+//!   the streams are dropped, which closes both connections.
+//! * **Live byte counts.** [`ByteSink::add`] is called after every successful
+//!   write, so long-lived streams (a day-long `docker events`) show up in
+//!   metrics while they are still open. [`Outcome`] carries the totals written
+//!   to each destination.
+//! * **Cheap idle connections.** Each direction allocates its buffer only once
+//!   its source first becomes readable, and frees it when that direction
+//!   finishes, so a connection that is merely open holds no relay buffers.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sockbroker_relay::{relay, Counters, RelayOptions};
+//! use tokio::net::UnixStream;
+//!
+//! # async fn example(client: UnixStream) -> std::io::Result<()> {
+//! let upstream = UnixStream::connect("/var/run/docker.sock").await?;
+//! let counters = Counters::default();
+//! let outcome = relay(client, upstream, &RelayOptions::default(), &counters).await;
+//! println!(
+//!     "ended: {} (up {} B, down {} B)",
+//!     outcome.end, outcome.bytes_upstream, outcome.bytes_downstream
+//! );
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::{ReadHalf, WriteHalf};
+use tokio::net::UnixStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Default per-direction buffer size (16 KiB).
+///
+/// Large enough that bulk transfers (image pulls, `docker cp`) move in few
+/// syscalls, small enough that busy connections stay cheap.
+pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
+
+/// Which way bytes flow.
+///
+/// Used to label byte counts so that metrics can tell requests (client to
+/// upstream) from responses and streams (upstream to client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client → upstream: requests, stdin of `exec -i`/`attach`, uploads.
+    Upstream,
+    /// Upstream → client: responses, logs, events, container output.
+    Downstream,
+}
+
+impl Direction {
+    /// Stable lowercase name (`"upstream"` / `"downstream"`), for log fields
+    /// and metric labels, which must not change when the enum is reworded.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Upstream => "upstream",
+            Direction::Downstream => "downstream",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One of the two connections a relay joins.
+///
+/// Used to attribute errors, so operators can tell a misbehaving client from
+/// a failing upstream daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The accepted connection (e.g. the docker CLI in a container).
+    Client,
+    /// The connection to the real socket (e.g. `/var/run/docker.sock`).
+    Upstream,
+}
+
+impl Side {
+    /// Stable lowercase name (`"client"` / `"upstream"`), for log fields and
+    /// metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Receives byte counts as they are relayed, while the connection is still
+/// open.
+///
+/// This exists so that a day-long `docker events` or `logs -f` stream shows up
+/// in metrics during that day, not only once it closes. The relay calls
+/// [`add`](ByteSink::add) after every successful write, from the relay's own
+/// task, so implementations must be cheap and must not block (atomics are
+/// ideal). The trait keeps this crate free of any metrics dependency.
+pub trait ByteSink: Send + Sync {
+    /// Record that `n` bytes were written to the destination in direction
+    /// `dir`.
+    fn add(&self, dir: Direction, n: u64);
+}
+
+/// Simple atomic byte counters implementing [`ByteSink`].
+///
+/// Exists so callers (and tests) can observe per-connection progress from
+/// another task at any time without bringing their own sink.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Bytes written to the upstream so far; atomic so it can be read while
+    /// the relay is still writing it.
+    upstream: AtomicU64,
+    /// Bytes written to the client so far; atomic for the same reason.
+    downstream: AtomicU64,
+}
+
+impl Counters {
+    /// Bytes relayed client → upstream so far.
+    pub fn upstream(&self) -> u64 {
+        self.upstream.load(Ordering::Relaxed)
+    }
+
+    /// Bytes relayed upstream → client so far.
+    pub fn downstream(&self) -> u64 {
+        self.downstream.load(Ordering::Relaxed)
+    }
+}
+
+impl ByteSink for Counters {
+    fn add(&self, dir: Direction, n: u64) {
+        let counter = match dir {
+            Direction::Upstream => &self.upstream,
+            Direction::Downstream => &self.downstream,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Relay settings.
+///
+/// Cloneable so the broker can keep one template per listener and hand each
+/// connection a copy (typically with a child cancellation token).
+#[derive(Clone, Debug)]
+pub struct RelayOptions {
+    /// End the relay with [`EndReason::Idle`] once no byte has moved in either
+    /// direction for this long; `None` disables it. Exists to reclaim
+    /// connections abandoned by clients that never close them. Note that a
+    /// quiet but legitimate stream (`docker events` with nothing happening)
+    /// is also idle, so pick this generously.
+    pub idle_timeout: Option<Duration>,
+    /// When cancelled, the relay returns [`EndReason::Cancelled`] promptly and
+    /// closes both streams. Exists for shutdown and for drain deadlines
+    /// (e.g. a child of a per-listener token).
+    pub cancel: CancellationToken,
+    /// Size of each direction's buffer, i.e. the most bytes moved per read.
+    /// Exists so memory per busy connection can be tuned; values below 1 are
+    /// treated as 1. Defaults to [`DEFAULT_BUFFER_SIZE`].
+    pub buffer_size: usize,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            idle_timeout: None,
+            cancel: CancellationToken::new(),
+            buffer_size: DEFAULT_BUFFER_SIZE,
+        }
+    }
+}
+
+/// How a relayed connection ended.
+///
+/// Exists so the broker can log and count endings by cause; see
+/// [`as_str`](EndReason::as_str) for the stable label of each.
+#[derive(Debug)]
+pub enum EndReason {
+    /// Both directions finished normally and the client's direction finished
+    /// first (the usual case: the client closes, then the upstream follows).
+    ClientClosed,
+    /// Both directions finished normally and the upstream's direction
+    /// finished first.
+    UpstreamClosed,
+    /// [`RelayOptions::idle_timeout`] elapsed with no byte moving either way.
+    Idle,
+    /// [`RelayOptions::cancel`] fired.
+    Cancelled,
+    /// A read, write or shutdown failed, e.g. `ECONNRESET` or `EPIPE` after a
+    /// peer vanished.
+    Error {
+        /// The connection on which the failing operation was performed.
+        side: Side,
+        /// The underlying error, kept for logs.
+        error: io::Error,
+    },
+}
+
+impl EndReason {
+    /// Stable label: `"client_closed"`, `"upstream_closed"`, `"idle"`,
+    /// `"cancelled"`, `"client_error"` or `"upstream_error"`. Used as a log
+    /// field and metric label, so it has a small fixed set of values.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::ClientClosed => "client_closed",
+            EndReason::UpstreamClosed => "upstream_closed",
+            EndReason::Idle => "idle",
+            EndReason::Cancelled => "cancelled",
+            EndReason::Error {
+                side: Side::Client, ..
+            } => "client_error",
+            EndReason::Error {
+                side: Side::Upstream,
+                ..
+            } => "upstream_error",
+        }
+    }
+
+    /// Whether the relay ended because an I/O operation failed, so callers
+    /// can pick a log level without matching on every variant.
+    pub fn is_error(&self) -> bool {
+        matches!(self, EndReason::Error { .. })
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::Error { error, .. } => write!(f, "{}: {}", self.as_str(), error),
+            _ => f.write_str(self.as_str()),
+        }
+    }
+}
+
+/// Result of one relayed connection.
+///
+/// Exists so the broker gets the ending and the final totals in one value for
+/// its per-connection log line.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Why the relay stopped.
+    pub end: EndReason,
+    /// Bytes written to the upstream (client → upstream) in total.
+    pub bytes_upstream: u64,
+    /// Bytes written to the client (upstream → client) in total.
+    pub bytes_downstream: u64,
+}
+
+/// Relay bytes between `client` and `upstream` until both directions are done,
+/// or the idle timeout, cancellation or an I/O error ends it.
+///
+/// Both streams are consumed and closed (dropped) when this returns. The
+/// returned future is `Send`, so it can run in a spawned task; it spawns
+/// nothing itself. See the [crate docs](crate) for the exact semantics.
+pub async fn relay(
+    mut client: UnixStream,
+    mut upstream: UnixStream,
+    opts: &RelayOptions,
+    sink: &dyn ByteSink,
+) -> Outcome {
+    let activity = Activity::new();
+    let buffer_size = opts.buffer_size.max(1);
+    let mut bytes_upstream = 0;
+    let mut bytes_downstream = 0;
+
+    let end = {
+        let (client_read, client_write) = client.split();
+        let (upstream_read, upstream_write) = upstream.split();
+        let up = pump(
+            client_read,
+            upstream_write,
+            Direction::Upstream,
+            buffer_size,
+            &activity,
+            sink,
+            &mut bytes_upstream,
+        );
+        let down = pump(
+            upstream_read,
+            client_write,
+            Direction::Downstream,
+            buffer_size,
+            &activity,
+            sink,
+            &mut bytes_downstream,
+        );
+        // `drive` consumes both direction futures, so their borrows of the
+        // totals end when it returns.
+        drive(up, down, opts, &activity).await
+    };
+
+    Outcome {
+        end,
+        bytes_upstream,
+        bytes_downstream,
+    }
+}
+
+/// A failed I/O operation and the side it was performed on.
+type PumpError = (Side, io::Error);
+
+/// Time of the last byte moved in either direction.
+///
+/// Stored as an offset from a base instant in an atomic (rather than a
+/// `Cell<Instant>`) so the relay future stays `Send`; both directions update
+/// it and the idle check reads it, all within one task, so `Relaxed` suffices.
+struct Activity {
+    /// Reference point for `last_nanos`; a `tokio` instant so paused test
+    /// time works.
+    base: Instant,
+    /// Nanoseconds after `base` at which a byte last moved.
+    last_nanos: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            last_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// Run both directions to completion, racing them against cancellation and
+/// the idle timer.
+async fn drive<U, D>(up: U, down: D, opts: &RelayOptions, activity: &Activity) -> EndReason
+where
+    U: Future<Output = Result<(), PumpError>>,
+    D: Future<Output = Result<(), PumpError>>,
+{
+    tokio::pin!(up, down);
+    let cancelled = opts.cancel.cancelled();
+    tokio::pin!(cancelled);
+
+    // One timer for the whole connection. Activity only records a timestamp;
+    // when the timer fires we either end (truly idle) or push the deadline to
+    // `last activity + timeout`. This avoids touching the timer wheel on
+    // every read and write.
+    let mut idle_timeout = opts.idle_timeout;
+    let idle_sleep = tokio::time::sleep(idle_timeout.unwrap_or(Duration::ZERO));
+    tokio::pin!(idle_sleep);
+
+    let mut up_done = false;
+    let mut down_done = false;
+    let mut first_done: Option<Side> = None;
+
+    loop {
+        tokio::select! {
+            biased;
+
+            _ = &mut cancelled => return EndReason::Cancelled,
+
+            res = &mut up, if !up_done => {
+                if let Err((side, error)) = res {
+                    return EndReason::Error { side, error };
+                }
+                up_done = true;
+                first_done.get_or_insert(Side::Client);
+            }
+
+            res = &mut down, if !down_done => {
+                if let Err((side, error)) = res {
+                    return EndReason::Error { side, error };
+                }
+                down_done = true;
+                first_done.get_or_insert(Side::Upstream);
+            }
+
+            _ = &mut idle_sleep, if idle_timeout.is_some() => {
+                let timeout = idle_timeout.unwrap_or_default();
+                match activity.last().checked_add(timeout) {
+                    Some(deadline) if deadline <= Instant::now() => return EndReason::Idle,
+                    Some(deadline) => idle_sleep.as_mut().reset(deadline),
+                    // Timeout so large it can never elapse.
+                    None => idle_timeout = None,
+                }
+            }
+        }
+
+        if up_done && down_done {
+            return match first_done {
+                Some(Side::Upstream) => EndReason::UpstreamClosed,
+                _ => EndReason::ClientClosed,
+            };
+        }
+    }
+}
+
+/// Copy one direction until EOF, then propagate the EOF with
+/// `shutdown(SHUT_WR)` on the destination.
+///
+/// The buffer is allocated only once `src` first becomes readable, and freed
+/// when this future completes, so idle connections hold no buffers.
+async fn pump(
+    src: ReadHalf<'_>,
+    mut dst: WriteHalf<'_>,
+    dir: Direction,
+    buffer_size: usize,
+    activity: &Activity,
+    sink: &dyn ByteSink,
+    total: &mut u64,
+) -> Result<(), PumpError> {
+    let (src_side, dst_side) = match dir {
+        Direction::Upstream => (Side::Client, Side::Upstream),
+        Direction::Downstream => (Side::Upstream, Side::Client),
+    };
+
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        src.readable().await.map_err(|e| (src_side, e))?;
+        if buf.is_empty() {
+            buf = vec![0; buffer_size];
+        }
+        let n = match src.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            // Spurious readiness: wait again.
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                continue
+            }
+            Err(e) => return Err((src_side, e)),
+        };
+        activity.touch();
+
+        let mut written = 0;
+        while written < n {
+            match dst.write(&buf[written..n]).await {
+                Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
+                Ok(w) => {
+                    written += w;
+                    *total += w as u64;
+                    sink.add(dir, w as u64);
+                    activity.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err((dst_side, e)),
+            }
+        }
+    }
+    // This direction is done; release its buffer even if the other direction
+    // keeps the connection open for hours.
+    drop(buf);
+
+    match dst.shutdown().await {
+        // The peer already closed: there is nobody left to tell about EOF,
+        // which is not a failure of this direction.
+        Err(e) if e.kind() != io::ErrorKind::NotConnected => Err((dst_side, e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_reason_labels_are_stable() {
+        let err = || io::Error::from(io::ErrorKind::BrokenPipe);
+        let cases = [
+            (EndReason::ClientClosed, "client_closed"),
+            (EndReason::UpstreamClosed, "upstream_closed"),
+            (EndReason::Idle, "idle"),
+            (EndReason::Cancelled, "cancelled"),
+            (
+                EndReason::Error {
+                    side: Side::Client,
+                    error: err(),
+                },
+                "client_error",
+            ),
+            (
+                EndReason::Error {
+                    side: Side::Upstream,
+                    error: err(),
+                },
+                "upstream_error",
+            ),
+        ];
+        for (reason, label) in cases {
+            assert_eq!(reason.as_str(), label);
+            assert_eq!(reason.is_error(), label.ends_with("_error"));
+            let shown = reason.to_string();
+            assert!(
+                shown.starts_with(label),
+                "{shown:?} should start with {label}"
+            );
+        }
+        let shown = EndReason::Error {
+            side: Side::Upstream,
+            error: err(),
+        }
+        .to_string();
+        assert!(shown.starts_with("upstream_error: "), "{shown:?}");
+        assert!(shown.len() > "upstream_error: ".len(), "{shown:?}");
+    }
+
+    #[test]
+    fn direction_and_side_labels() {
+        assert_eq!(Direction::Upstream.to_string(), "upstream");
+        assert_eq!(Direction::Downstream.to_string(), "downstream");
+        assert_eq!(Side::Client.to_string(), "client");
+        assert_eq!(Side::Upstream.to_string(), "upstream");
+    }
+
+    #[test]
+    fn counters_count_per_direction() {
+        let c = Counters::default();
+        c.add(Direction::Upstream, 3);
+        c.add(Direction::Downstream, 5);
+        c.add(Direction::Upstream, 4);
+        assert_eq!((c.upstream(), c.downstream()), (7, 5));
+    }
+
+    #[test]
+    fn default_options() {
+        let o = RelayOptions::default();
+        assert_eq!(o.idle_timeout, None);
+        assert_eq!(o.buffer_size, 16 * 1024);
+        assert!(!o.cancel.is_cancelled());
+    }
+
+    #[test]
+    fn relay_future_is_send_and_small() {
+        fn assert_send<T: Send>(_: &T) {}
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let (a, b) = UnixStream::pair().unwrap();
+        let opts = RelayOptions::default();
+        let sink = Counters::default();
+        let fut = relay(a, b, &opts, &sink);
+        assert_send(&fut);
+        // Buffers live on the heap and only when needed; the future itself
+        // (what every idle connection pays for) must stay small.
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 2048, "relay future is {size} bytes");
+    }
+}
