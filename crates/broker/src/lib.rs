@@ -3,8 +3,20 @@
 //! The data path, one module per arrow:
 //! config file → [`config`] (parse + validate) → [`plan`] (pure diff of running vs
 //! desired) → [`supervisor`] (apply the plan) → [`listener`] (accept, peer checks,
-//! limits) → `sockbroker_relay` (bytes) → upstream.
+//! limits) → `sockbroker_relay` (bytes) → upstream. [`socket`] creates the tenant
+//! sockets safely, [`daemon`] drives reloads and shutdown, [`watch`] notices file
+//! edits, [`metrics`] and [`http`] export what happens.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod listener;
+pub mod metrics;
+pub mod plan;
+pub mod socket;
+pub mod status;
+pub mod supervisor;
+pub mod watch;

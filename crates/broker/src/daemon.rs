@@ -1,0 +1,245 @@
+//! `sockbroker run`: load, apply, then follow reload triggers until a signal
+//! asks for shutdown. One task owns the [`Supervisor`]; every trigger (file
+//! watcher, SIGHUP, retry timer) is an event on this loop, so reloads never
+//! overlap and many edits in a burst converge to the file's last content.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::config::{self, SubIdFiles};
+use crate::metrics::Metrics;
+use crate::supervisor::Supervisor;
+use crate::watch::{self, WatchMode};
+
+/// Everything `run` needs besides the config file's content.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The config file (followed through symlinks on every read).
+    pub config: PathBuf,
+    /// How file changes are noticed.
+    pub watch: WatchMode,
+    /// How often tenants that are down are tried again.
+    pub retry_interval: Duration,
+    /// Quiet time after a file event before re-reading (editors write in steps).
+    pub debounce: Duration,
+    /// Where `userns:` names are resolved.
+    pub subids: SubIdFiles,
+}
+
+/// Content hash of the config text last applied successfully.
+fn content_hash(text: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Raise the soft open-files limit to the hard limit: every tenant holds a
+/// listening socket and every connection two descriptors.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "could not raise the open-files limit");
+            } else {
+                tracing::debug!(from = soft, to = hard, "raised the open-files limit");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Tell the service manager something, if there is one (NOTIFY_SOCKET set).
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(false, states) {
+            tracing::debug!(error = %e, "sd_notify failed");
+        }
+    }
+}
+
+fn status_line(sup: &Supervisor) -> String {
+    let total = sup.applied().len();
+    format!(
+        "{} of {} tenants up, {} connections",
+        total - sup.down_count(),
+        total,
+        sup.active_connections()
+    )
+}
+
+/// Run the broker until SIGTERM/SIGINT. An invalid config at startup is an error
+/// before any socket is created.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    // Watch before the first read: an edit made while we start up must
+    // trigger a reload rather than be mistaken for the baseline.
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let _watcher = watch::start(&opts.config, opts.watch, tx)?;
+    let text = read_config(&opts)?;
+    let cfg = config::parse(&text, &opts.config, &opts.subids).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid configuration, nothing started:\n{e}\nfix the file and start again (`sockbroker check --config {}` validates it)",
+            opts.config.display()
+        )
+    })?;
+    // Signal handlers first: a SIGTERM that arrives while sockets are being
+    // created must still lead to a clean shutdown that unlinks them.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    raise_nofile_limit();
+    // Sockets are created 0600-ish until chmodded to their configured mode
+    // (under a temporary name), never wider than we intend.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+
+    let metrics = Metrics::new();
+    metrics.record_reload(true);
+    let mut sup = Supervisor::new(metrics.clone());
+    let summary = sup.apply(&cfg.tenants);
+    tracing::info!(config = %opts.config.display(), tenants = cfg.tenants.len(), down = summary.down,
+        "sockbroker started");
+    let mut applied_hash = content_hash(&text);
+    let mut current = cfg;
+
+    let http = match &current.metrics {
+        Some(m) => Some(
+            crate::http::serve(m.listen.clone(), metrics.clone(), sup.registry())
+                .await
+                .with_context(|| "cannot start the metrics/health server")?,
+        ),
+        None => None,
+    };
+
+    let mut retry = tokio::time::interval(opts.retry_interval);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    retry.tick().await;
+
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status_line(&sup)),
+    ]);
+
+    loop {
+        let force = tokio::select! {
+            _ = hup.recv() => { tracing::info!("SIGHUP: reloading"); true }
+            Some(()) = rx.recv() => {
+                // Debounce: let the writer finish, and fold the burst into one reload.
+                tokio::time::sleep(opts.debounce).await;
+                while rx.try_recv().is_ok() {}
+                false
+            }
+            _ = retry.tick() => {
+                if sup.down_count() > 0 && sup.retry_down() > 0 {
+                    notify(&[sd_notify::NotifyState::Status(&status_line(&sup))]);
+                }
+                continue;
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+        };
+        reload(
+            &opts,
+            &mut sup,
+            &metrics,
+            &mut applied_hash,
+            &mut current,
+            force,
+        );
+        notify(&[sd_notify::NotifyState::Status(&status_line(&sup))]);
+    }
+
+    notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!(
+        max_drain = ?sup.max_drain(),
+        "sockets removed; draining open connections (a second signal exits at once)"
+    );
+    let drain = sup.shutdown();
+    tokio::select! {
+        _ = drain => tracing::info!("all connections closed; bye"),
+        _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+        _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+    }
+    drop(http);
+    Ok(())
+}
+
+/// Read the config file through its path (and any symlinks) afresh.
+fn read_config(opts: &RunOptions) -> anyhow::Result<String> {
+    let p = &opts.config;
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => anyhow::bail!(
+            "{}: is a directory, not a config file; point --config at the YAML file",
+            p.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "{}: no such file; create it or pass --config PATH (or set SOCKBROKER_CONFIG)",
+            p.display()
+        ),
+        _ => {}
+    }
+    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+/// Re-read the file and apply it. A bad file changes nothing that runs.
+fn reload(
+    opts: &RunOptions,
+    sup: &mut Supervisor,
+    metrics: &Metrics,
+    applied_hash: &mut u64,
+    current: &mut config::Config,
+    force: bool,
+) {
+    let text = match read_config(opts) {
+        Ok(t) => t,
+        Err(e) => {
+            metrics.record_reload(false);
+            tracing::error!(error = %e, "reload failed; running tenants unchanged");
+            return;
+        }
+    };
+    let hash = content_hash(&text);
+    if hash == *applied_hash {
+        tracing::debug!("config content unchanged; nothing to do");
+        if force {
+            sup.retry_down();
+        }
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    notify(&reloading);
+    match config::parse(&text, &opts.config, &opts.subids) {
+        Ok(cfg) => {
+            if cfg.metrics != current.metrics {
+                tracing::warn!("metrics.listen changed: takes effect at the next restart");
+            }
+            sup.retry_down();
+            let s = sup.apply(&cfg.tenants);
+            *applied_hash = hash;
+            *current = cfg;
+            metrics.record_reload(true);
+            tracing::info!(
+                added = s.added,
+                changed = s.changed,
+                removed = s.removed,
+                down = s.down,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "configuration reloaded"
+            );
+        }
+        Err(e) => {
+            metrics.record_reload(false);
+            tracing::error!("reload rejected, running tenants unchanged:\n{e}");
+        }
+    }
+    notify(&[sd_notify::NotifyState::Ready]);
+}

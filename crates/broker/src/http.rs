@@ -1,0 +1,346 @@
+//! The metrics and health HTTP server (hyper 1): `/metrics`, `/healthz`,
+//! `/readyz`, `/tenants`, on TCP or a Unix socket.
+//!
+//! It must never stall the broker: connections are capped by a semaphore, a
+//! client gets a bounded time to send its headers and a bounded lifetime, and
+//! every handler only reads atomics and a snapshot of the tenant registry.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MetricsListen;
+use crate::listener::TenantState;
+use crate::metrics::Metrics;
+use crate::supervisor::Registry;
+
+/// Concurrent HTTP connections served at most; more wait for a slot.
+const MAX_CONNECTIONS: usize = 64;
+/// Open HTTP connections at most, served or not. A connection that has not sent
+/// a byte yet waits without a serving slot (idle clients must not stall
+/// scrapes), for at most [`HEADER_TIMEOUT`]; beyond this many, new connections
+/// wait in the listen backlog.
+const MAX_OPEN: usize = 1024;
+/// Time a client has to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest an HTTP connection may stay open (keep-alive included).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The running server; dropping it stops accepting.
+pub struct HttpServer {
+    /// Cancelled on drop to stop the accept loop.
+    stop: CancellationToken,
+    /// Where it listens (the bound TCP address, e.g. when port 0 was asked for).
+    pub local_addr: String,
+    /// The Unix socket we created, unlinked on drop.
+    socket: Option<crate::socket::SocketFile>,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(s) = &self.socket {
+            s.remove();
+        }
+    }
+}
+
+/// What the handlers read.
+#[derive(Clone)]
+struct State {
+    /// Metric families to render.
+    metrics: Metrics,
+    /// Tenants and their up/down state.
+    registry: Registry,
+}
+
+/// One tenant as `/tenants` reports it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct TenantStatus {
+    /// Tenant name.
+    pub name: String,
+    /// Listening socket path.
+    pub listen: String,
+    /// Socket owner uid.
+    pub uid: u32,
+    /// Socket owner gid.
+    pub gid: u32,
+    /// How the owner was given (ids, or the userns it came from).
+    pub owner: String,
+    /// Socket mode, octal string.
+    pub mode: String,
+    /// Upstream socket path.
+    pub upstream: String,
+    /// "up" or "down".
+    pub state: String,
+    /// Why it is down (absent when up).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Connections open right now.
+    pub active_connections: usize,
+}
+
+/// Snapshot of every tenant, sorted by name.
+pub fn tenant_statuses(registry: &Registry) -> Vec<TenantStatus> {
+    let tenants: Vec<_> = registry.iter().map(|e| e.value().clone()).collect();
+    let mut out: Vec<TenantStatus> = tenants
+        .iter()
+        .map(|t| {
+            let spec = t.spec();
+            let (state, reason) = match t.state() {
+                TenantState::Up => ("up".to_string(), None),
+                TenantState::Down(r) => ("down".to_string(), Some(r)),
+            };
+            TenantStatus {
+                name: t.name.clone(),
+                listen: spec.listen.display().to_string(),
+                uid: spec.uid,
+                gid: spec.gid,
+                owner: spec.owner_string(),
+                mode: spec.mode_string(),
+                upstream: spec.upstream.display().to_string(),
+                state,
+                reason,
+                active_connections: t.active.load(std::sync::atomic::Ordering::Relaxed),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz" | "/tenants");
+    if !known {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz, /readyz or /tenants\n",
+        );
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET\n",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/metrics" => {
+            let mut r = text(StatusCode::OK, state.metrics.render());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let down: Vec<String> = tenant_statuses(&state.registry)
+                .into_iter()
+                .filter_map(|t| t.reason.map(|r| format!("tenant {} down: {r}\n", t.name)))
+                .collect();
+            if down.is_empty() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, down.concat())
+            }
+        }
+        _ => {
+            let body = serde_json::to_vec_pretty(&tenant_statuses(&state.registry))
+                .expect("status serializes");
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .expect("static response parts are valid")
+        }
+    }
+}
+
+/// Serve one accepted connection with the limits above.
+async fn serve_conn<IO>(io: IO, state: State, stop: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let r = route(&state, &req);
+        async move { Ok::<_, Infallible>(r) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::timeout(CONNECTION_LIFETIME, conn) => {}
+    }
+}
+
+/// Streams on which the first byte can be awaited without reading it (TCP and Unix).
+trait FirstByte {
+    /// Resolves once data (or EOF, or an error) is there to read.
+    fn first_byte(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Whether something is there to read, without consuming it.
+fn peek_now(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    use nix::sys::socket::{recv, MsgFlags};
+    recv(
+        fd,
+        &mut [0u8; 1],
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    )
+    .map(|_| ())
+    .map_err(std::io::Error::from)
+}
+
+macro_rules! first_byte_impl {
+    ($t:ty) => {
+        impl FirstByte for $t {
+            // Tokio reports a fresh socket readable before anything arrived:
+            // peek to tell data (or EOF) from that.
+            async fn first_byte(&self) -> std::io::Result<()> {
+                use std::os::fd::AsRawFd;
+                loop {
+                    self.readable().await?;
+                    match self.try_io(tokio::io::Interest::READABLE, || peek_now(self.as_raw_fd()))
+                    {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        r => return r,
+                    }
+                }
+            }
+        }
+    };
+}
+first_byte_impl!(tokio::net::TcpStream);
+first_byte_impl!(tokio::net::UnixStream);
+
+/// Accept with at most [`MAX_CONNECTIONS`] served at once, until `stop`. A
+/// connection takes a serving slot only once its first byte arrived, so clients
+/// that connect and send nothing cannot keep the slots from real scrapers.
+async fn accept_loop<F, Fut, IO>(mut accept: F, state: State, stop: CancellationToken)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<IO>>,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + FirstByte + Unpin + Send + Sync + 'static,
+{
+    let serving = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Semaphore::new(MAX_OPEN));
+    loop {
+        let open_permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = open.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = accept() => r,
+        };
+        match accepted {
+            Ok(io) => {
+                let (st, stop2, serving) = (state.clone(), stop.clone(), serving.clone());
+                tokio::spawn(async move {
+                    let _open = open_permit;
+                    // Wait for the first byte without a serving slot; a client
+                    // that sends nothing in time is closed.
+                    let ready = async {
+                        match tokio::time::timeout(HEADER_TIMEOUT, io.first_byte()).await {
+                            Ok(Ok(())) => serving.acquire_owned().await.ok(),
+                            _ => None,
+                        }
+                    };
+                    let slot = tokio::select! {
+                        _ = stop2.cancelled() => return,
+                        slot = ready => slot,
+                    };
+                    if let Some(_serving) = slot {
+                        serve_conn(io, st, stop2).await;
+                    }
+                });
+            }
+            // Out of descriptors or similar: back off rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Bind `listen` and serve until the returned handle is dropped.
+pub async fn serve(
+    listen: MetricsListen,
+    metrics: Metrics,
+    registry: Registry,
+) -> anyhow::Result<HttpServer> {
+    let stop = CancellationToken::new();
+    let state = State { metrics, registry };
+    let local_addr;
+    let mut socket = None;
+    match listen {
+        MetricsListen::Tcp(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "metrics.listen {addr}: {e}; pick a free address or remove the metrics section"
+                )
+            })?;
+            local_addr = l.local_addr()?.to_string();
+            let l = Arc::new(l);
+            tokio::spawn(accept_loop(
+                move || {
+                    let l = l.clone();
+                    async move { l.accept().await.map(|(s, _)| s) }
+                },
+                state,
+                stop.clone(),
+            ));
+        }
+        MetricsListen::Unix(path) => {
+            let (l, file) = crate::socket::bind(
+                &path,
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+                0o660,
+            )
+            .map_err(|e| anyhow::anyhow!("metrics.listen unix:{}: {e}", path.display()))?;
+            let l = tokio::net::UnixListener::from_std(l)?;
+            local_addr = format!("unix:{}", path.display());
+            socket = Some(file);
+            let l = Arc::new(l);
+            tokio::spawn(accept_loop(
+                move || {
+                    let l = l.clone();
+                    async move { l.accept().await.map(|(s, _)| s) }
+                },
+                state,
+                stop.clone(),
+            ));
+        }
+    }
+    tracing::info!(listen = %local_addr, "serving /metrics, /healthz, /readyz, /tenants");
+    Ok(HttpServer {
+        stop,
+        local_addr,
+        socket,
+    })
+}

@@ -1,0 +1,400 @@
+//! Creating, adjusting and removing tenant sockets safely (DESIGN.md "Socket safety").
+//!
+//! A tenant socket is bound under a short temporary name in its target directory,
+//! chowned and chmodded there, and only then renamed onto its final path, so no
+//! peer ever sees it with the wrong owner or mode. What already sits at the final
+//! path decides what happens: nothing or a stale socket (connect refused) is
+//! replaced; a live socket, a symlink, a regular file or a directory is never
+//! touched and the tenant is reported down with that reason.
+//!
+//! Every socket we create is remembered by its (device, inode) pair, and only a
+//! path that still carries that identity is ever unlinked or re-permissioned.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+
+/// The longest path a `sockaddr_un` can carry (108 bytes including the NUL).
+pub const SUN_PATH_MAX: usize = 107;
+
+/// Why a tenant's socket could not be set up. Each message says what is wrong
+/// and what the operator can do about it; the tenant stays down and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// The listen path has no parent directory (it is `/`).
+    #[error("{0} has no parent directory")]
+    NoParent(PathBuf),
+    /// Creating the missing parent directory failed.
+    #[error(
+        "cannot create parent directory {path}: {source}; create it (mode 0755) or fix its parents"
+    )]
+    CreateParent {
+        /// The directory we tried to create.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The parent exists but is not a directory.
+    #[error("parent {0} exists but is not a directory; choose another listen path")]
+    ParentNotDirectory(PathBuf),
+    /// The parent is writable by others without the sticky bit: anyone could swap our socket.
+    #[error(
+        "parent directory {path} has mode {mode:04o}: group/world-writable without the sticky bit, \
+         so others could replace the socket; use a directory of its own (e.g. chmod 0755 {path})"
+    )]
+    ParentInsecure {
+        /// The refused directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Something that is not a stale socket of ours occupies the listen path.
+    #[error("{path} is {what}; sockbroker never replaces it: remove or move it and the tenant comes up by itself")]
+    Occupied {
+        /// The listen path.
+        path: PathBuf,
+        /// What is there ("a regular file", "a live socket someone is listening on", ...).
+        what: &'static str,
+    },
+    /// The temporary name beside the listen path would not fit in `sun_path`.
+    #[error("{0}: no room for a temporary socket name within the {SUN_PATH_MAX}-byte socket path limit; shorten the directory part of the listen path")]
+    TooLong(PathBuf),
+    /// A system call on the way failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What we were doing (bind, chown, chmod, rename, stat).
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl SocketError {
+    fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        SocketError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Identifies a socket file we created, so we never unlink or chmod someone else's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketFile {
+    /// The final, public path.
+    pub path: PathBuf,
+    /// Device of the inode we created.
+    pub dev: u64,
+    /// Inode number we created; a path with any other inode is not ours.
+    pub ino: u64,
+}
+
+impl SocketFile {
+    /// True while `path` still names the inode we created.
+    pub fn is_ours(&self) -> bool {
+        match fs::symlink_metadata(&self.path) {
+            Ok(m) => m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino,
+            Err(_) => false,
+        }
+    }
+
+    /// Unlink the socket if the path still names our inode. Returns whether it did.
+    pub fn remove(&self) -> bool {
+        if self.is_ours() {
+            match fs::remove_file(&self.path) {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "could not remove socket")
+                }
+            }
+        }
+        false
+    }
+
+    /// Change owner and mode in place on the existing inode (no rebind, open
+    /// connections untouched). Refuses when the path no longer names our inode.
+    pub fn set_owner_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<(), SocketError> {
+        if !self.is_ours() {
+            return Err(SocketError::Occupied {
+                path: self.path.clone(),
+                what: "no longer the socket sockbroker created",
+            });
+        }
+        chown_chmod(&self.path, uid, gid, mode)
+    }
+}
+
+fn chown_chmod(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), SocketError> {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| SocketError::io("chown", path, e.into()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| SocketError::io("chmod", path, e))
+}
+
+/// Distinguishes temporary names of concurrent binds within this process.
+static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Bind a listening socket at `path` owned by `uid:gid` with `mode`, safely.
+///
+/// The returned listener is non-blocking, ready for `tokio::net::UnixListener::from_std`.
+pub fn bind(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+) -> Result<(UnixListener, SocketFile), SocketError> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| SocketError::NoParent(path.to_owned()))?;
+    ensure_parent(parent)?;
+
+    // What is at the final path decides whether we may put our socket there.
+    let replace_stale = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(SocketError::io("stat", path, e)),
+        Ok(m) => {
+            let ft = m.file_type();
+            let what = if ft.is_symlink() {
+                "a symlink"
+            } else if ft.is_file() {
+                "a regular file"
+            } else if ft.is_dir() {
+                "a directory"
+            } else if ft.is_socket() {
+                match UnixStream::connect(path) {
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => "",
+                    Err(_) => "a socket that could not be probed",
+                    Ok(_) => "a live socket someone is listening on",
+                }
+            } else {
+                "a special file"
+            };
+            if !what.is_empty() {
+                return Err(SocketError::Occupied {
+                    path: path.to_owned(),
+                    what,
+                });
+            }
+            true
+        }
+    };
+
+    let tmp = temp_name(parent, path)?;
+    let listener = UnixListener::bind(&tmp).map_err(|e| SocketError::io("bind", &tmp, e))?;
+    let result = (|| {
+        chown_chmod(&tmp, uid, gid, mode)?;
+        let meta = fs::symlink_metadata(&tmp).map_err(|e| SocketError::io("stat", &tmp, e))?;
+        let flags = if replace_stale {
+            // A stale socket is replaced atomically: there is never a moment without one.
+            RenameFlags::empty()
+        } else {
+            // Nothing was there: never clobber whatever appeared since we looked.
+            RenameFlags::RENAME_NOREPLACE
+        };
+        match renameat2(AT_FDCWD, &tmp, AT_FDCWD, path, flags) {
+            Ok(()) => {}
+            Err(Errno::EEXIST) => {
+                return Err(SocketError::Occupied {
+                    path: path.to_owned(),
+                    what: "something that appeared while the socket was being created",
+                })
+            }
+            Err(e) => return Err(SocketError::io("rename", path, e.into())),
+        }
+        Ok(SocketFile {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    })();
+    match result {
+        Ok(file) => {
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| SocketError::io("set_nonblocking", path, e))?;
+            Ok((listener, file))
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A short hidden name in the same directory (rename(2) must not cross filesystems),
+/// short enough for `sun_path`.
+fn temp_name(parent: &Path, path: &Path) -> Result<PathBuf, SocketError> {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!(".sb{:x}.{:x}", std::process::id() & 0xfffff, n & 0xffff);
+    let tmp = parent.join(name);
+    if tmp.as_os_str().len() > SUN_PATH_MAX {
+        return Err(SocketError::TooLong(path.to_owned()));
+    }
+    Ok(tmp)
+}
+
+/// Create a missing parent (0755, owned by us), refuse an unsafe existing one.
+fn ensure_parent(parent: &Path) -> Result<(), SocketError> {
+    match fs::metadata(parent) {
+        Ok(m) => {
+            if !m.is_dir() {
+                return Err(SocketError::ParentNotDirectory(parent.to_owned()));
+            }
+            let mode = m.mode() & 0o7777;
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                return Err(SocketError::ParentInsecure {
+                    path: parent.to_owned(),
+                    mode,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|source| SocketError::CreateParent {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            // The umask may have narrowed the mode; 0755 is what tenants need to traverse.
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).map_err(|source| {
+                SocketError::CreateParent {
+                    path: parent.to_owned(),
+                    source,
+                }
+            })
+        }
+        Err(e) => Err(SocketError::io("stat", parent, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> (u32, u32) {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn binds_with_mode_and_leaves_no_temporary_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t/docker.sock");
+        let (uid, gid) = me();
+        let (_l, file) = bind(&path, uid, gid, 0o640).unwrap();
+        let m = fs::symlink_metadata(&path).unwrap();
+        assert!(m.file_type().is_socket());
+        assert_eq!(m.mode() & 0o7777, 0o640);
+        assert_eq!(m.ino(), file.ino);
+        assert_eq!(
+            fs::metadata(dir.path().join("t")).unwrap().mode() & 0o7777,
+            0o755
+        );
+        assert_eq!(entries(&dir.path().join("t")), vec!["docker.sock"]);
+        UnixStream::connect(&path).unwrap();
+        assert!(file.remove());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn replaces_stale_socket_but_not_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let (uid, gid) = me();
+        drop(UnixListener::bind(&path).unwrap()); // stale: file remains, nobody listens
+        let (live, file) = bind(&path, uid, gid, 0o600).unwrap();
+        let err = bind(&path, uid, gid, 0o600).unwrap_err();
+        assert!(err.to_string().contains("live socket"), "{err}");
+        assert!(file.is_ours());
+        drop(live);
+    }
+
+    #[test]
+    fn never_touches_file_symlink_or_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, gid) = me();
+        let file = dir.path().join("f");
+        fs::write(&file, b"precious").unwrap();
+        let e = bind(&file, uid, gid, 0o600).unwrap_err();
+        assert!(e.to_string().contains("regular file"), "{e}");
+        assert_eq!(fs::read(&file).unwrap(), b"precious");
+
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink("/nonexistent", &link).unwrap();
+        let e = bind(&link, uid, gid, 0o600).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+
+        let sub = dir.path().join("d");
+        fs::create_dir(&sub).unwrap();
+        let e = bind(&sub, uid, gid, 0o600).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+        assert_eq!(entries(dir.path()), vec!["d", "f", "l"]);
+    }
+
+    #[test]
+    fn refuses_world_writable_parent_without_sticky_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, gid) = me();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = bind(&open.join("s"), uid, gid, 0o600).unwrap_err();
+        assert!(matches!(e, SocketError::ParentInsecure { .. }), "{e}");
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        bind(&open.join("s"), uid, gid, 0o600).unwrap();
+    }
+
+    #[test]
+    fn remove_only_unlinks_our_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let (uid, gid) = me();
+        let (l, file) = bind(&path, uid, gid, 0o600).unwrap();
+        drop(l);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"someone else's").unwrap();
+        assert!(!file.remove());
+        assert_eq!(fs::read(&path).unwrap(), b"someone else's");
+        assert!(file.set_owner_mode(uid, gid, 0o666).is_err());
+    }
+
+    #[test]
+    fn set_owner_mode_keeps_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let (uid, gid) = me();
+        let (_l, file) = bind(&path, uid, gid, 0o600).unwrap();
+        file.set_owner_mode(uid, gid, 0o660).unwrap();
+        let m = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(m.ino(), file.ino);
+        assert_eq!(m.mode() & 0o777, 0o660);
+    }
+}

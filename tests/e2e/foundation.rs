@@ -1,0 +1,357 @@
+//! End-to-end tests of the foundation: the real binary, real sockets, real uids.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use sockbroker_e2e::*;
+
+const ROOTMAP: u32 = 231072;
+
+fn skip_unless_root() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (chown to other uids, setpriv, user namespaces)");
+        return true;
+    }
+    false
+}
+
+fn config(dir: &Path, upstream: &Path, tenants: &[(&str, &str)]) -> String {
+    config_yaml(dir, upstream, tenants)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    upstream: Upstream,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let Scene { dir, upstream } = Scene::new();
+        Setup { dir, upstream }
+    }
+    fn sock(&self, tenant: &str) -> std::path::PathBuf {
+        self.dir.path().join(tenant).join("docker.sock")
+    }
+    fn start(&self, tenants: &[(&str, &str)]) -> Broker {
+        let cfg = self.dir.path().join("sockbroker.yaml");
+        write_config(&cfg, &config(self.dir.path(), &self.upstream.path, tenants));
+        Broker::start(&cfg, &["--retry-interval", "200ms"], &[])
+    }
+}
+
+const CONTAINER_ROOT: &str = "uid: 231072\ngid: 231072\nmode: \"0660\"";
+
+#[test]
+fn container_uid_relays_both_ways_with_half_close() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let _b = s.start(&[("ci", CONTAINER_ROOT)]);
+    wait_socket(&s.sock("ci"));
+    let input = payload(3 << 20, 1);
+    let out = run_client(&s.sock("ci"), &input, As::Ids(ROOTMAP, ROOTMAP));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input, "reply differs from what was sent");
+}
+
+#[test]
+fn socket_has_owner_and_mode_and_no_temporary_names_remain() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let _b = s.start(&[
+        ("ci", CONTAINER_ROOT),
+        ("ro", "uid: 1000\ngid: 1001\nmode: \"0600\""),
+    ]);
+    wait_socket(&s.sock("ci"));
+    wait_socket(&s.sock("ro"));
+    let (uid, gid, mode, _) = socket_meta(&s.sock("ci"));
+    assert_eq!((uid, gid, mode), (ROOTMAP, ROOTMAP, 0o660));
+    let (uid, gid, mode, _) = socket_meta(&s.sock("ro"));
+    assert_eq!((uid, gid, mode), (1000, 1001, 0o600));
+    for t in ["ci", "ro"] {
+        let names: Vec<_> = std::fs::read_dir(s.dir.path().join(t))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["docker.sock".to_string()], "tenant {t}");
+    }
+}
+
+#[test]
+fn other_uid_is_refused_by_the_file_mode() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let _b = s.start(&[("ci", CONTAINER_ROOT)]);
+    wait_socket(&s.sock("ci"));
+    let out = run_client(&s.sock("ci"), b"hello", As::Ids(1000, 1000));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn allow_list_refuses_peers_outside_it() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let b = s.start(&[(
+        "ci",
+        "uid: 231072\ngid: 231072\nmode: \"0660\"\nallow:\n  uids: [\"231072\"]",
+    )]);
+    wait_socket(&s.sock("ci"));
+    // Host uid 231073 with group 231072: the socket's group bit lets it connect,
+    // so only the peer-credential check stands in the way.
+    let out = run_client(&s.sock("ci"), b"hello", As::Ids(ROOTMAP + 1, ROOTMAP));
+    assert!(out.stdout.is_empty(), "refused peer got data back");
+    b.wait_log("peer_not_allowed");
+    assert!(b.logs().contains("uid=231073"), "{}", b.logs());
+    let out = run_client(&s.sock("ci"), b"hello", As::Ids(ROOTMAP, ROOTMAP));
+    assert_eq!(out.stdout, b"hello");
+}
+
+#[test]
+fn client_in_a_real_user_namespace_gets_through() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let b = s.start(&[("ci", CONTAINER_ROOT)]);
+    wait_socket(&s.sock("ci"));
+    let out = run_client(
+        &s.sock("ci"),
+        b"from the namespace",
+        As::UsernsRoot(ROOTMAP, ROOTMAP),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"from the namespace");
+    // The broker saw the host uid the namespace's root maps to.
+    b.wait_log("uid=231072");
+    // A namespace whose root maps elsewhere is refused by the socket's mode.
+    let out = run_client(&s.sock("ci"), b"x", As::UsernsRoot(300000, 300000));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn stale_socket_is_replaced_and_a_regular_file_is_left_alone() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    std::fs::create_dir_all(s.dir.path().join("stale")).unwrap();
+    std::fs::create_dir_all(s.dir.path().join("file")).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(s.sock("stale")).unwrap());
+    std::fs::write(s.sock("file"), b"not a socket\n").unwrap();
+    let b = s.start(&[
+        ("stale", CONTAINER_ROOT),
+        ("file", CONTAINER_ROOT),
+        ("ok", CONTAINER_ROOT),
+    ]);
+    wait_socket(&s.sock("stale"));
+    wait_socket(&s.sock("ok"));
+    b.wait_log("regular file");
+    assert_eq!(std::fs::read(s.sock("file")).unwrap(), b"not a socket\n");
+    let out = run_client(&s.sock("ok"), b"still served", As::Me);
+    assert_eq!(out.stdout, b"still served");
+    let out = run_client(&s.sock("stale"), b"replaced", As::Me);
+    assert_eq!(out.stdout, b"replaced");
+}
+
+#[test]
+fn two_hundred_concurrent_connections_all_exact() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let _b = s.start(&[(
+        "ci",
+        "uid: 0\ngid: 0\nmode: \"0600\"\nmax_connections: 1000",
+    )]);
+    wait_socket(&s.sock("ci"));
+    let path = s.sock("ci");
+    let mut conns: Vec<(UnixStream, Vec<u8>)> = (0..200)
+        .map(|i| {
+            (
+                UnixStream::connect(&path).unwrap(),
+                payload(20_000 + i * 37, i as u64),
+            )
+        })
+        .collect();
+    // All 200 open at once, then each writes, half-closes and reads its echo.
+    let handles: Vec<_> = conns
+        .drain(..)
+        .map(|(mut c, p)| {
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(DEADLINE)).unwrap();
+                let mut r = c.try_clone().unwrap();
+                let expect = p.clone();
+                let w = std::thread::spawn(move || {
+                    c.write_all(&p).unwrap();
+                    c.shutdown(std::net::Shutdown::Write).unwrap();
+                });
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).unwrap();
+                w.join().unwrap();
+                got == expect
+            })
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|exact| *exact)
+        .count();
+    assert_eq!(ok, 200);
+}
+
+#[test]
+fn missing_upstream_closes_the_client_promptly_and_others_keep_working() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let cfg = s.dir.path().join("sockbroker.yaml");
+    let text = config(s.dir.path(), &s.upstream.path, &[("ok", CONTAINER_ROOT)])
+        + &format!(
+            "  gone:\n    listen: {}/gone/docker.sock\n    upstream: {}/nothing-here.sock\n    uid: 0\n    gid: 0\n",
+            s.dir.path().display(),
+            s.dir.path().display()
+        );
+    write_config(&cfg, &text);
+    let b = Broker::start(&cfg, &[], &[]);
+    wait_socket(&s.sock("gone"));
+    let started = Instant::now();
+    let out = run_client(&s.sock("gone"), b"anyone there?", As::Me);
+    assert!(out.stdout.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    b.wait_log("upstream unavailable");
+    assert!(b.logs().contains("nothing-here.sock"));
+    let out = run_client(&s.sock("ok"), b"fine", As::Ids(ROOTMAP, ROOTMAP));
+    assert_eq!(out.stdout, b"fine");
+}
+
+#[test]
+fn sigterm_removes_sockets_and_exits_zero() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let mut b = s.start(&[("a", CONTAINER_ROOT), ("b", CONTAINER_ROOT)]);
+    wait_socket(&s.sock("a"));
+    wait_socket(&s.sock("b"));
+    b.signal(Signal::SIGTERM);
+    let st = b.wait_exit(DEADLINE);
+    assert_eq!(st.code(), Some(0), "{}", b.logs());
+    assert!(!s.sock("a").exists() && !s.sock("b").exists());
+}
+
+#[test]
+fn sigterm_drains_open_connections_until_they_finish() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let mut b = s.start(&[("a", "uid: 0\ngid: 0\ndrain_timeout: 30s")]);
+    wait_socket(&s.sock("a"));
+    let mut c = UnixStream::connect(s.sock("a")).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).unwrap();
+    b.signal(Signal::SIGTERM);
+    wait_gone(&s.sock("a"));
+    // Still relaying during the drain.
+    c.write_all(b"pong").unwrap();
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    assert!(
+        b.child.try_wait().unwrap().is_none(),
+        "exited before the connection ended"
+    );
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert_eq!(b.wait_exit(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn invalid_config_at_startup_exits_nonzero_and_creates_nothing() {
+    let s = Setup::new();
+    let cfg = s.dir.path().join("sockbroker.yaml");
+    let text = config(
+        s.dir.path(),
+        &s.upstream.path,
+        &[("ci", "uid: 1\ngid: 1\nmode: 660")],
+    );
+    write_config(&cfg, &text);
+    let mut b = Broker::start(&cfg, &[], &[]);
+    let st = b.wait_exit(DEADLINE);
+    assert_eq!(st.code(), Some(1));
+    assert!(b.logs().contains("\"0660\""), "{}", b.logs());
+    assert!(!s.dir.path().join("ci").exists());
+}
+
+#[test]
+fn check_accepts_every_valid_fixture_and_rejects_every_invalid_one() {
+    let fixtures = workspace().join("crates/broker/tests/fixtures");
+    let env = [
+        ("SOCKBROKER_SUBUID", fixtures.join("subuid")),
+        ("SOCKBROKER_SUBGID", fixtures.join("subgid")),
+    ];
+    let mut seen = 0;
+    for (kind, want) in [("valid", true), ("invalid", false)] {
+        for e in std::fs::read_dir(fixtures.join(kind)).unwrap() {
+            let p = e.unwrap().path();
+            let out = std::process::Command::new(broker_bin())
+                .args(["check", "--config"])
+                .arg(&p)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.success(),
+                want,
+                "{}: stdout {} stderr {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if want {
+                assert!(String::from_utf8_lossy(&out.stdout).contains("TENANT"));
+            } else {
+                assert!(String::from_utf8_lossy(&out.stderr).contains(&*p.to_string_lossy()));
+                assert_eq!(out.status.code(), Some(1));
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 20, "only {seen} fixtures");
+}
