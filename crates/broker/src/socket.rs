@@ -264,21 +264,36 @@ fn ensure_parent(parent: &Path) -> Result<(), SocketError> {
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .map_err(|source| SocketError::CreateParent {
-                    path: parent.to_owned(),
-                    source,
-                })?;
-            // The umask may have narrowed the mode; 0755 is what tenants need to traverse.
-            fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).map_err(|source| {
-                SocketError::CreateParent {
-                    path: parent.to_owned(),
-                    source,
+            // Create every missing ancestor 0755 explicitly: the broker runs with
+            // umask 077, and tenants must be able to traverse the whole chain.
+            let mut missing = vec![parent.to_path_buf()];
+            while let Some(p) = missing.last().and_then(|p| p.parent()) {
+                if p.as_os_str().is_empty() || p.exists() {
+                    break;
                 }
-            })
+                missing.push(p.to_path_buf());
+            }
+            for dir in missing.iter().rev() {
+                let created = match fs::DirBuilder::new().mode(0o755).create(dir) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                    Err(source) => {
+                        return Err(SocketError::CreateParent {
+                            path: dir.clone(),
+                            source,
+                        })
+                    }
+                };
+                if created {
+                    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(
+                        |source| SocketError::CreateParent {
+                            path: dir.clone(),
+                            source,
+                        },
+                    )?;
+                }
+            }
+            ensure_parent(parent)
         }
         Err(e) => Err(SocketError::io("stat", parent, e)),
     }
@@ -307,18 +322,25 @@ mod tests {
     #[test]
     fn binds_with_mode_and_leaves_no_temporary_names() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t/docker.sock");
+        let path = dir.path().join("a/t/docker.sock");
         let (uid, gid) = me();
-        let (_l, file) = bind(&path, uid, gid, 0o640).unwrap();
+        // As in the daemon: a strict umask must not narrow created directories.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let bound = bind(&path, uid, gid, 0o640);
+        nix::sys::stat::umask(old);
+        let (_l, file) = bound.unwrap();
         let m = fs::symlink_metadata(&path).unwrap();
         assert!(m.file_type().is_socket());
         assert_eq!(m.mode() & 0o7777, 0o640);
         assert_eq!(m.ino(), file.ino);
-        assert_eq!(
-            fs::metadata(dir.path().join("t")).unwrap().mode() & 0o7777,
-            0o755
-        );
-        assert_eq!(entries(&dir.path().join("t")), vec!["docker.sock"]);
+        for d in ["a", "a/t"] {
+            assert_eq!(
+                fs::metadata(dir.path().join(d)).unwrap().mode() & 0o7777,
+                0o755,
+                "{d}"
+            );
+        }
+        assert_eq!(entries(&dir.path().join("a/t")), vec!["docker.sock"]);
         UnixStream::connect(&path).unwrap();
         assert!(file.remove());
         assert!(!path.exists());
