@@ -355,3 +355,55 @@ fn check_accepts_every_valid_fixture_and_rejects_every_invalid_one() {
     }
     assert!(seen >= 20, "only {seen} fixtures");
 }
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn raises_nofile_and_backs_off_when_out_of_descriptors() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let cfg = s.dir.path().join("sockbroker.yaml");
+    write_config(
+        &cfg,
+        &config(s.dir.path(), &s.upstream.path, &[("a", "uid: 0\ngid: 0")]),
+    );
+    // Soft limit 64, hard limit 96: the broker raises the soft limit to 96 at startup.
+    let b = Broker::start_wrapped(&["prlimit", "--nofile=64:96", "--"], &cfg, &[], &[]);
+    wait_socket(&s.sock("a"));
+    let pid = b.child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(line.split_whitespace().nth(3), Some("96"), "{line}");
+
+    // Each relayed connection costs two descriptors: 80 clients exhaust 96.
+    let conns: Vec<UnixStream> = (0..80)
+        .map(|_| UnixStream::connect(s.sock("a")).unwrap())
+        .collect();
+    b.wait_log("backing off");
+    // Backing off, not spinning: well under half a core over a second.
+    let t0 = cpu_ticks(pid);
+    let started = Instant::now();
+    wait_until("a second to pass", DEADLINE, || {
+        started.elapsed() >= Duration::from_secs(1)
+    });
+    let ticks = cpu_ticks(pid) - t0; // 100 ticks per second of CPU
+    assert!(
+        ticks < 50,
+        "broker used {ticks} ticks of CPU in 1s while out of descriptors"
+    );
+    drop(conns);
+    // Recovered: the listener is still there and serves again.
+    wait_until("the broker to relay again", DEADLINE, || {
+        run_client(&s.sock("a"), b"back", As::Me).stdout == b"back"
+    });
+}

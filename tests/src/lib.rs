@@ -98,7 +98,25 @@ pub struct Broker {
 impl Broker {
     /// Start `sockbroker run --config CONFIG ARGS...` with `envs`.
     pub fn start(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Broker {
-        let mut cmd = Command::new(broker_bin());
+        Self::start_wrapped(&[], config, args, envs)
+    }
+
+    /// Like [`Broker::start`], with the broker run under a wrapper command
+    /// (e.g. `["prlimit", "--nofile=256:4096", "--"]`); the wrapper must exec it.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        config: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Broker {
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(broker_bin());
+                c
+            }
+            None => Command::new(broker_bin()),
+        };
         cmd.arg("run").arg("--config").arg(config).args(args);
         cmd.env(
             "RUST_LOG",
