@@ -407,3 +407,63 @@ fn raises_nofile_and_backs_off_when_out_of_descriptors() {
         run_client(&s.sock("a"), b"back", As::Me).stdout == b"back"
     });
 }
+
+#[test]
+fn max_connections_refuses_beyond_the_limit_instead_of_queueing() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let b = s.start(&[("a", "uid: 0\ngid: 0\nmax_connections: 2")]);
+    wait_socket(&s.sock("a"));
+    let mut c1 = echo_conn(&s.sock("a"), b"one");
+    let _c2 = echo_conn(&s.sock("a"), b"two");
+    let mut c3 = UnixStream::connect(s.sock("a")).unwrap();
+    wait_until("the third connection to be closed", DEADLINE, || {
+        is_closed(&mut c3)
+    });
+    b.wait_log("max_connections reached");
+    echo_again(&mut c1, b"first still works");
+    drop(c1);
+    // A slot is free again.
+    wait_until("a new connection to be served", DEADLINE, || {
+        run_client(&s.sock("a"), b"three", As::Me).stdout == b"three"
+    });
+}
+
+#[test]
+fn second_signal_exits_at_once_during_a_drain() {
+    if skip_unless_root() {
+        return;
+    }
+    let s = Setup::new();
+    let mut b = s.start(&[("a", "uid: 0\ngid: 0\ndrain_timeout: 1h")]);
+    wait_socket(&s.sock("a"));
+    let _c = echo_conn(&s.sock("a"), b"held open");
+    b.signal(Signal::SIGTERM);
+    b.wait_log("draining open connections");
+    assert!(!s.sock("a").exists());
+    b.signal(Signal::SIGINT);
+    let st = b.wait_exit(DEADLINE);
+    assert_eq!(st.code(), Some(1), "{}", b.logs());
+    b.wait_log("second signal");
+}
+
+#[test]
+fn example_config_is_valid() {
+    let out = std::process::Command::new(broker_bin())
+        .args(["check", "--config"])
+        .arg(workspace().join("config/sockbroker.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("ci-runner") && table.contains("231072:231072"),
+        "{table}"
+    );
+}
