@@ -312,6 +312,11 @@ fn tenant_blocked_by_a_file_comes_up_once_it_is_removed() {
     let b = s.start(&[("a", T), ("ok", T)], &[]);
     wait_socket(&s.sock("ok"));
     b.wait_log("regular file");
+    // The obstacle changes (atomically, by rename): the reported reason follows it.
+    let tmp = s.dir.path().join("a/link.tmp");
+    symlink("/nonexistent", &tmp).unwrap();
+    std::fs::rename(&tmp, s.sock("a")).unwrap();
+    b.wait_log("is a symlink");
     std::fs::remove_file(s.sock("a")).unwrap();
     wait_socket(&s.sock("a"));
 }

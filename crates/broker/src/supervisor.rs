@@ -200,11 +200,19 @@ impl Supervisor {
         let mut up = 0;
         for t in self.tenants.values_mut().filter(|t| t.listener.is_none()) {
             let spec = t.shared.spec();
-            if let Ok(h) = bind_listener(&t.shared, &spec) {
-                tracing::info!(tenant = %t.shared.name, listen = %spec.listen.display(), "tenant is up");
-                t.listener = Some(h);
-                t.shared.set_state(TenantState::Up);
-                up += 1;
+            match bind_listener(&t.shared, &spec) {
+                Ok(h) => {
+                    tracing::info!(tenant = %t.shared.name, listen = %spec.listen.display(), "tenant is up");
+                    t.listener = Some(h);
+                    t.shared.set_state(TenantState::Up);
+                    up += 1;
+                }
+                // Keep the reason current (the obstacle may have changed) but
+                // log only changes, not every retry.
+                Err(reason) if t.shared.state() != TenantState::Down(reason.clone()) => {
+                    mark_down(&t.shared, reason)
+                }
+                Err(_) => {}
             }
         }
         up
