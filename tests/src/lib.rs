@@ -560,3 +560,168 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
         rest.split_whitespace().next()?.parse().ok()
     })
 }
+
+/// Start a broker with `metrics.listen` on a free loopback port: `yaml(addr)`
+/// returns the whole config for that `host:port` (written to `config`). Waits
+/// until `/healthz` answers; retries with another port if the one picked was
+/// taken meanwhile. Returns the broker and the address.
+pub fn start_with_metrics(
+    config: &Path,
+    yaml: impl Fn(&str) -> String,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Broker, String) {
+    for _ in 0..5 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        write_config(config, &yaml(&addr));
+        let mut b = Broker::start(config, args, envs);
+        let mut exited = false;
+        wait_until("the broker to answer /healthz (or exit)", DEADLINE, || {
+            exited = b.child.try_wait().unwrap().is_some();
+            exited || matches!(http_get(&addr, "/healthz"), Ok((200, _)))
+        });
+        if !exited {
+            return (b, addr);
+        }
+        assert!(
+            b.logs().contains("metrics"),
+            "broker exited at startup:\n{}",
+            b.logs()
+        );
+    }
+    panic!("could not start the broker on a free port");
+}
+
+impl Broker {
+    /// Start an arbitrary command that execs `sockbroker run …` in the same
+    /// process (e.g. `setpriv … sockbroker run …`), with its stderr captured
+    /// like [`Broker::start`] does. `RUST_LOG` is set unless `cmd` sets it.
+    pub fn spawn(mut cmd: Command) -> Broker {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("SB_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            );
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("SB_TEST_ECHO").is_some() {
+                    eprintln!("[broker] {line}");
+                }
+                let mut l = l2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Broker { child, log }
+    }
+}
+
+/// Where tests/docker/setup.sh keeps its engines (`$SB_DOCKER_ROOT`).
+pub fn docker_root() -> PathBuf {
+    std::env::var_os("SB_DOCKER_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/sockbroker-test".into())
+}
+
+/// One network-less Docker engine from tests/docker/setup.sh (`engine N USER`),
+/// held under the same lock file as tests/e2e/docker.rs
+/// (`$SB_DOCKER_ROOT/.lock`), stopped with `teardown.sh N` on drop (unless
+/// `SB_DOCKER_KEEP` is set).
+pub struct DockerEngine {
+    /// Engine number (its directory is `$SB_DOCKER_ROOT/docker-N`).
+    pub n: usize,
+    /// Its API socket.
+    pub sock: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl DockerEngine {
+    /// Take the lock (waiting for other runs), then start engine `n` remapped to
+    /// `remap_user` (dockremap or sbtenant2). Err with setup.sh's output on failure.
+    pub fn start(n: usize, remap_user: &str) -> Result<DockerEngine, String> {
+        use std::os::fd::AsRawFd;
+        let root = docker_root();
+        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", root.display()))?;
+        let lock = std::fs::File::create(root.join(".lock")).map_err(|e| e.to_string())?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            eprintln!(
+                "another run holds {}; waiting",
+                root.join(".lock").display()
+            );
+            // SAFETY: as above.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err("flock failed".into());
+            }
+        }
+        let mut c = Command::new("bash");
+        c.arg(workspace().join("tests/docker/setup.sh"))
+            .args(["engine", &n.to_string(), remap_user])
+            .env("SB_DOCKER_ROOT", &root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = c.spawn().map_err(|e| format!("spawn setup.sh: {e}"))?;
+        let engine = DockerEngine {
+            n,
+            sock: root.join(format!("docker-{n}/docker.sock")),
+            _lock: lock,
+        };
+        let o = wait_output(child, Duration::from_secs(300));
+        if !o.status.success() {
+            return Err(format!(
+                "tests/docker/setup.sh engine {n} {remap_user} failed:\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        Ok(engine)
+    }
+
+    /// The host's docker CLI against this engine.
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new("docker");
+        c.arg("-H").arg(format!("unix://{}", self.sock.display()));
+        c
+    }
+}
+
+impl Drop for DockerEngine {
+    fn drop(&mut self) {
+        if std::env::var_os("SB_DOCKER_KEEP").is_some() {
+            eprintln!(
+                "SB_DOCKER_KEEP: engine {} left running (tests/docker/teardown.sh {} stops it)",
+                self.n, self.n
+            );
+            return;
+        }
+        let mut c = Command::new("bash");
+        c.arg(workspace().join("tests/docker/teardown.sh"))
+            .arg(self.n.to_string())
+            .env("SB_DOCKER_ROOT", docker_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Ok(child) = c.spawn() {
+            let o = wait_output(child, Duration::from_secs(120));
+            if !o.status.success() {
+                eprintln!(
+                    "tests/docker/teardown.sh {} failed:\n{}",
+                    self.n,
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+    }
+}

@@ -64,14 +64,24 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// `STATUS=` text, e.g. "2/2 tenants up, 0 connections" (`systemctl status` shows it).
 fn status_line(sup: &Supervisor) -> String {
     let total = sup.applied().len();
     format!(
-        "{} of {} tenants up, {} connections",
+        "{}/{} tenants up, {} connections",
         total - sup.down_count(),
         total,
         sup.active_connections()
     )
+}
+
+/// `RELOADING=1` with `MONOTONIC_USEC=` (what `Type=notify-reload` waits for).
+fn notify_reloading() {
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    notify(&reloading);
 }
 
 /// Run the broker until SIGTERM/SIGINT. An invalid config at startup is an error
@@ -120,9 +130,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retry.tick().await;
 
+    let mut status = status_line(&sup);
     notify(&[
         sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status_line(&sup)),
+        sd_notify::NotifyState::Status(&status),
     ]);
 
     loop {
@@ -135,26 +146,52 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 false
             }
             _ = retry.tick() => {
-                if sup.down_count() > 0 && sup.retry_down() > 0 {
-                    notify(&[sd_notify::NotifyState::Status(&status_line(&sup))]);
+                if sup.down_count() > 0 {
+                    sup.retry_down();
+                }
+                // Also keeps the connection count in `systemctl status` current.
+                let now = status_line(&sup);
+                if now != status {
+                    status = now;
+                    notify(&[sd_notify::NotifyState::Status(&status)]);
                 }
                 continue;
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         };
-        reload(
+        // A SIGHUP is always answered with RELOADING=1 … READY=1, even when the
+        // file did not change or cannot be read: `systemctl reload` under
+        // Type=notify-reload waits for exactly that pair.
+        if force {
+            notify_reloading();
+        }
+        let announced = reload(
             &opts,
             &mut sup,
             &metrics,
             &mut applied_hash,
             &mut current,
             force,
-        );
-        notify(&[sd_notify::NotifyState::Status(&status_line(&sup))]);
+        ) || force;
+        status = status_line(&sup);
+        if announced {
+            notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&status),
+            ]);
+        } else {
+            notify(&[sd_notify::NotifyState::Status(&status)]);
+        }
     }
 
-    notify(&[sd_notify::NotifyState::Stopping]);
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status(&format!(
+            "stopping: removing sockets, draining {} connections",
+            sup.active_connections()
+        )),
+    ]);
     tracing::info!(
         max_drain = ?sup.max_drain(),
         "sockets removed; draining open connections (a second signal exits at once)"
@@ -187,6 +224,8 @@ fn read_config(opts: &RunOptions) -> anyhow::Result<String> {
 }
 
 /// Re-read the file and apply it. A bad file changes nothing that runs.
+/// Returns whether it sent `RELOADING=1` (the caller then sends `READY=1`); a
+/// forced reload (SIGHUP) has already sent it.
 fn reload(
     opts: &RunOptions,
     sup: &mut Supervisor,
@@ -194,13 +233,13 @@ fn reload(
     applied_hash: &mut u64,
     current: &mut config::Config,
     force: bool,
-) {
+) -> bool {
     let text = match read_config(opts) {
         Ok(t) => t,
         Err(e) => {
             metrics.record_reload(false);
             tracing::error!(error = %e, "reload failed; running tenants unchanged");
-            return;
+            return false;
         }
     };
     let hash = content_hash(&text);
@@ -209,14 +248,12 @@ fn reload(
         if force {
             sup.retry_down();
         }
-        return;
+        return false;
     }
     let started = std::time::Instant::now();
-    let mut reloading = vec![sd_notify::NotifyState::Reloading];
-    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
-        reloading.push(now);
+    if !force {
+        notify_reloading();
     }
-    notify(&reloading);
     match config::parse(&text, &opts.config, &opts.subids) {
         Ok(cfg) => {
             if cfg.metrics != current.metrics {
@@ -241,5 +278,5 @@ fn reload(
             tracing::error!("reload rejected, running tenants unchanged:\n{e}");
         }
     }
-    notify(&[sd_notify::NotifyState::Ready]);
+    true
 }
