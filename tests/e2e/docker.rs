@@ -806,6 +806,161 @@ fn directory_mount_survives_socket_recreation() {
     assert!(f.contains("Cannot connect to the Docker daemon"), "{f}");
 }
 
+/// The message the docker CLI prints for a request the broker denied.
+fn refused(tenant: &str, what: &str, why: &str) -> String {
+    format!("Error response from daemon: sockbroker: tenant {tenant} may not {what} ({why})")
+}
+
+/// `access: read-only`: `docker ps` and `docker inspect` work, `docker run` is
+/// refused with the broker's message (the CLI prints it as the daemon's).
+fn policy_read_only() {
+    let t = Tenants::new();
+    let b = t.start(&[("ro", &format!("{USERNS1}\naccess: read-only"))]);
+    let target = Detached::start(1, "ro-target", "sleep 300");
+    let script = format!(
+        "set -e\n\
+         docker ps --format 'ps={{{{.Names}}}}'\n\
+         docker inspect --format 'inspect={{{{.Name}}}}' {target}\n\
+         docker run --rm --network none --pull never {IMAGE} echo should-not-run 2>&1 || echo run-failed=$?\n\
+         docker exec {target} echo should-not-exec 2>&1 || echo exec-failed=$?\n",
+        target = target.name
+    );
+    let out = ok(in_container(1, Some(&t.dir("ro")), &[], &script));
+    assert!(out.contains(&format!("ps={}", target.name)), "{out}");
+    assert!(out.contains(&format!("inspect=/{}", target.name)), "{out}");
+    assert!(out.contains("run-failed="), "{out}");
+    assert!(!out.contains("should-not-run"), "{out}");
+    assert!(
+        out.contains(&refused("ro", "POST /containers/create", "read-only")),
+        "docker run should print the sockbroker message:\n{out}"
+    );
+    assert!(out.contains("exec-failed="), "{out}");
+    assert!(
+        out.contains(&refused(
+            "ro",
+            &format!("POST /containers/{}/exec", target.name),
+            "read-only"
+        )),
+        "{out}"
+    );
+    // Audit lines: the container's root (host 231072) and each verdict.
+    let logs = b.logs();
+    let denied = logs
+        .lines()
+        .find(|l| l.contains("\"verdict\":\"denied\"") && l.contains("/containers/create"))
+        .unwrap_or_else(|| panic!("no audit line for the refused run:\n{logs}"));
+    assert!(denied.contains(&format!("\"uid\":{ROOT1}")), "{denied}");
+    assert!(denied.contains("\"status\":403"), "{denied}");
+    assert!(
+        logs.lines().any(|l| l.contains("\"verdict\":\"allowed\"")
+            && l.contains("/containers/json")
+            && l.contains("\"status\":200")),
+        "{logs}"
+    );
+}
+
+/// `access: userns-safe`: ordinary use works (run, exec, `run -i` with stdin
+/// half-close); `--privileged`, `--userns=host` and `-v /:/host` are refused.
+fn policy_userns_safe() {
+    let t = Tenants::new();
+    let _b = t.start(&[("safe", &format!("{USERNS1}\naccess: userns-safe"))]);
+    let target = Detached::start(1, "safe-target", "sleep 300");
+    let run = "docker run --rm --network none --pull never";
+    let script = format!(
+        "set -e\n\
+         {run} {IMAGE} echo sibling-ok\n\
+         docker exec {target} echo exec-ok\n\
+         echo exec-stdin | docker exec -i {target} sh -c 'read x; echo got-$x'\n\
+         echo lines=$(seq 1 100000 | {run} -i {IMAGE} wc -l)\n\
+         {run} --privileged {IMAGE} echo escaped-privileged 2>&1 || echo privileged-failed\n\
+         {run} --userns=host {IMAGE} echo escaped-userns 2>&1 || echo userns-failed\n\
+         {run} -v /:/host {IMAGE} echo escaped-bind 2>&1 || echo bind-failed\n\
+         {run} --pid=host {IMAGE} echo escaped-pid 2>&1 || echo pid-failed\n\
+         {run} --cap-add SYS_ADMIN {IMAGE} echo escaped-cap 2>&1 || echo cap-failed\n\
+         docker exec --privileged {target} echo escaped-exec 2>&1 || echo exec-privileged-failed\n",
+        target = target.name
+    );
+    let out = ok(in_container(1, Some(&t.dir("safe")), &[], &script));
+    for want in ["sibling-ok", "exec-ok", "got-exec-stdin", "lines=100000"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    for (failed, escaped, why) in [
+        ("privileged-failed", "escaped-privileged", "Privileged"),
+        ("userns-failed", "escaped-userns", "UsernsMode host"),
+        (
+            "bind-failed",
+            "escaped-bind",
+            "bind mount of / outside bind_allow",
+        ),
+        ("pid-failed", "escaped-pid", "PidMode host"),
+        ("cap-failed", "escaped-cap", "CapAdd CAP_SYS_ADMIN"),
+    ] {
+        assert!(
+            out.contains(failed) && !out.contains(escaped),
+            "{failed}:\n{out}"
+        );
+        assert!(
+            out.contains(&refused("safe", "POST /containers/create", why)),
+            "{why}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("exec-privileged-failed") && !out.contains("escaped-exec"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&refused(
+            "safe",
+            &format!("POST /containers/{}/exec", target.name),
+            "Privileged exec"
+        )),
+        "{out}"
+    );
+}
+
+/// `docker events` through a policy tenant keeps streaming for more than 10 s
+/// while containers come and go (a chunked response relayed as it arrives).
+fn policy_events_stream() {
+    let t = Tenants::new();
+    let _b = t.start(&[("ro", &format!("{USERNS1}\naccess: read-only"))]);
+    let mut events = Stream::start(
+        1,
+        &t.dir("ro"),
+        "events",
+        "exec docker events --format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'",
+    );
+    subscribed(&events);
+    let start = Instant::now();
+    let mut churned = Vec::new();
+    let mut last = (events.count(), Instant::now());
+    while start.elapsed() < Duration::from_secs(11) {
+        let n = cname("policy-churn");
+        churn(&n);
+        churned.push(n);
+        if last.1.elapsed() >= Duration::from_secs(2) {
+            let now = (events.count(), Instant::now());
+            assert!(now.0 > last.0, "events stalled: {}", events.describe());
+            last = now;
+        }
+        assert!(
+            events.running(),
+            "docker events ended: {}",
+            events.describe()
+        );
+    }
+    for n in &churned {
+        wait_until(&format!("events for {n}"), DEADLINE, || {
+            events.has(&format!("container start {n}"))
+                && events.has(&format!("container destroy {n}"))
+        });
+    }
+    eprintln!(
+        "  over {:.1}s: {} containers seen through the read-only tenant",
+        start.elapsed().as_secs_f64(),
+        churned.len()
+    );
+}
+
 #[test]
 fn docker_userns_remap_end_to_end() {
     if !is_root() {
@@ -814,7 +969,7 @@ fn docker_userns_remap_end_to_end() {
     }
     let total = Instant::now();
     let engines = Engines::start();
-    let scenarios: [(&str, fn()); 7] = [
+    let scenarios: [(&str, fn()); 10] = [
         (
             "baseline_engine_socket_refused",
             baseline_engine_socket_refused,
@@ -828,6 +983,9 @@ fn docker_userns_remap_end_to_end() {
             "directory_mount_survives_socket_recreation",
             directory_mount_survives_socket_recreation,
         ),
+        ("policy_read_only", policy_read_only),
+        ("policy_userns_safe", policy_userns_safe),
+        ("policy_events_stream", policy_events_stream),
     ];
     let only = std::env::var("SB_DOCKER_ONLY").ok();
     let mut failed = Vec::new();

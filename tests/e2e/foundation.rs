@@ -385,7 +385,19 @@ fn raises_nofile_and_backs_off_when_out_of_descriptors() {
         .unwrap();
     assert_eq!(line.split_whitespace().nth(3), Some("96"), "{line}");
 
-    // Each relayed connection costs two descriptors: 80 clients exhaust 96.
+    // Each relayed connection costs two descriptors. Make the headroom even, so
+    // the descriptor that runs out is always the accept's, not the upstream's.
+    b.wait_log("connection closed: ");
+    let used = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = used + 40;
+    let st = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
     let conns: Vec<UnixStream> = (0..80)
         .map(|_| UnixStream::connect(s.sock("a")).unwrap())
         .collect();
@@ -416,6 +428,8 @@ fn max_connections_refuses_beyond_the_limit_instead_of_queueing() {
     let s = Setup::new();
     let b = s.start(&[("a", "uid: 0\ngid: 0\nmax_connections: 2")]);
     wait_socket(&s.sock("a"));
+    // wait_socket's probe is a connection too: let it end before counting.
+    b.wait_log("connection closed: ");
     let mut c1 = echo_conn(&s.sock("a"), b"one");
     let _c2 = echo_conn(&s.sock("a"), b"two");
     let mut c3 = UnixStream::connect(s.sock("a")).unwrap();

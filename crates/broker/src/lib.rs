@@ -5,7 +5,9 @@
 //! desired) → [`supervisor`] (apply the plan) → [`listener`] (accept, peer checks,
 //! limits) → `sockbroker_relay` (bytes) → upstream. [`socket`] creates the tenant
 //! sockets safely, [`daemon`] drives reloads and shutdown, [`watch`] notices file
-//! edits, [`metrics`] and [`http`] export what happens.
+//! edits, [`metrics`] and [`http`] export what happens. Tenants with an `access`
+//! policy go through [`policy_relay`] (HTTP/1.1-aware) instead of the byte relay,
+//! deciding each request with [`policy`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
@@ -16,6 +18,8 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod plan;
+pub mod policy;
+pub mod policy_relay;
 pub mod socket;
 pub mod status;
 pub mod supervisor;

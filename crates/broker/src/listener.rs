@@ -194,6 +194,33 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
+/// Connect to the upstream socket without going through the event loop.
+///
+/// A Unix-socket `connect(2)` on a non-blocking socket completes or fails at
+/// once; tokio's `UnixStream::connect` would still wait for a writability
+/// event and then ask `getsockopt(SO_ERROR)`, an extra event-loop turn and
+/// syscall per connection (docs/performance.md). Returns `None` when the
+/// upstream's backlog is full (`EAGAIN`), so the caller falls back to tokio's
+/// connect with its timeout, as before.
+fn connect_now(path: &std::path::Path) -> Option<io::Result<UnixStream>> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let attempt = || -> io::Result<UnixStream> {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+    };
+    match attempt() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        r => Some(r),
+    }
+}
+
 async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: CancellationToken) {
     let started = Instant::now();
     let spec = tenant.spec();
@@ -224,10 +251,18 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
             "connection refused: max_connections reached");
         return;
     }
+    if let Some(policy) = spec.access.policy() {
+        let peer = crate::policy_relay::Peer { pid, uid, gid };
+        crate::policy_relay::serve(&tenant, &spec, policy, client, peer, kill, started).await;
+        return;
+    }
     let connect_started = Instant::now();
-    let upstream = tokio::select! {
-        _ = kill.cancelled() => return,
-        r = tokio::time::timeout(spec.connect_timeout, UnixStream::connect(&spec.upstream)) => r,
+    let upstream = match connect_now(&spec.upstream) {
+        Some(r) => Ok(r),
+        None => tokio::select! {
+            _ = kill.cancelled() => return,
+            r = tokio::time::timeout(spec.connect_timeout, UnixStream::connect(&spec.upstream)) => r,
+        },
     };
     let upstream = match upstream {
         Ok(Ok(s)) => s,

@@ -61,6 +61,9 @@ pub struct TenantMetrics {
     pub duration: Histogram,
     /// How long connecting to the upstream took.
     pub connect: Histogram,
+    /// `sockbroker_requests_total` (labels `tenant`, `verdict`): resolved by the
+    /// policy relay per connection, so only tenants with a policy have series.
+    pub requests: IntCounterVec,
 }
 
 impl sockbroker_relay::ByteSink for TenantMetrics {
@@ -256,6 +259,7 @@ impl Metrics {
             connect: self
                 .upstream_connect_duration_seconds
                 .with_label_values(&[name]),
+            requests: self.requests_total.clone(),
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 use sockbroker::config::{
     self, AccessPolicy, Config, ConfigErrors, IdRange, MetricsListen, OwnerSource, SubIdFiles,
 };
+use sockbroker::policy::{Policy, Preset};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -154,6 +155,46 @@ fn valid_fixtures_resolve_as_documented() {
     assert_eq!(
         c.metrics.unwrap().listen,
         MetricsListen::Unix("/run/sockbroker/metrics.sock".into())
+    );
+
+    let c = load_valid("access-read-only.yaml");
+    assert_eq!(
+        c.tenants["a"].access,
+        AccessPolicy::Policy(Policy::preset(Preset::ReadOnly))
+    );
+
+    let c = load_valid("access-rules.yaml");
+    let inherits = c.tenants["inherits"].access.policy().unwrap();
+    assert_eq!(inherits.preset, None);
+    assert_eq!(inherits.allow.len(), 2);
+    assert_eq!(inherits.deny[0].as_str(), "GET /secrets/**");
+    let rpr = c.tenants["read-plus-restart"].access.policy().unwrap();
+    assert_eq!(rpr.preset, Some(Preset::ReadOnly));
+    assert_eq!(rpr.allow[0].as_str(), "POST /containers/*/restart");
+    assert!(
+        rpr.deny.is_empty(),
+        "a tenant's access replaces the default's"
+    );
+    let audited = c.tenants["audited"].access.policy().unwrap();
+    assert_eq!(audited.preset, Some(Preset::Full));
+    assert_eq!(audited.deny.len(), 2);
+    assert_eq!(
+        c.tenants["all-methods"].access.to_string(),
+        "rules (1 allow)"
+    );
+
+    let c = load_valid("access-userns-safe.yaml");
+    assert_eq!(c.tenants["ci"].access.name(), "userns-safe");
+    let data = c.tenants["data"].access.policy().unwrap();
+    assert_eq!(data.preset, Some(Preset::UsernsSafe));
+    assert_eq!(
+        data.bind_allow,
+        [PathBuf::from("/srv/data"), PathBuf::from("/srv/cache")]
+    );
+    let table = config::format_table(&c);
+    assert!(
+        table.contains("userns-safe (bind_allow /srv/data,/srv/cache)"),
+        "{table}"
     );
 
     let c = load_valid("zero-tenants.yaml");

@@ -25,6 +25,8 @@ struct Line {
     content: bool,
     /// The mapping key the line starts with, if any.
     key: Option<String>,
+    /// Whether the line is a block sequence item (`- value` or `-`).
+    item: bool,
 }
 
 /// Locates keys by path in YAML text. Build once per file with [`Locator::new`].
@@ -55,10 +57,12 @@ impl Locator {
                     || trimmed.starts_with("... ");
                 let content = !(trimmed.is_empty() || trimmed.starts_with('#') || marker);
                 let key = if content { leading_key(rest) } else { None };
+                let item = content && (rest.starts_with("- ") || rest.trim_end() == "-");
                 Line {
                     indent,
                     content,
                     key,
+                    item,
                 }
             })
             .collect();
@@ -81,6 +85,34 @@ impl Locator {
     /// the first key is found.
     pub fn find_nearest(&self, path: &[&str]) -> Option<Span> {
         (1..=path.len()).rev().find_map(|n| self.find(&path[..n]))
+    }
+
+    /// The span of block-sequence item `index` (0-based) of the list under the
+    /// key at `path`: the `- ` lines indented below the key, or at the key's
+    /// own indentation right after it (YAML allows both). `None` for a flow
+    /// list (`[a, b]`) or when there is no such item.
+    pub fn find_item(&self, path: &[&str], index: usize) -> Option<Span> {
+        let (Some(key_line), range) = self.block(path)? else {
+            return None;
+        };
+        let key_indent = self.lines[key_line].indent;
+        let items: Vec<usize> = match self.child_indent(range.clone(), Some(key_indent)) {
+            Some(indent) => range
+                .filter(|&i| {
+                    let l = &self.lines[i];
+                    l.content && l.indent == indent && l.item
+                })
+                .collect(),
+            None => (key_line + 1..self.lines.len())
+                .filter(|&i| self.lines[i].content)
+                .take_while(|&i| self.lines[i].indent == key_indent && self.lines[i].item)
+                .collect(),
+        };
+        let line = *items.get(index)?;
+        Some(Span {
+            line: line + 1,
+            column: self.lines[line].indent + 1,
+        })
     }
 
     /// The key (name) of the `tenants:` entry whose block contains the 1-based
@@ -266,6 +298,35 @@ tenants:
         assert_eq!(l.find_nearest(&["tenants", "ci-runner", "gidd"]), at(10, 3));
         assert_eq!(l.find_nearest(&["nothing", "here"]), None);
         assert_eq!(l.find(&[]), None);
+    }
+
+    #[test]
+    fn list_items() {
+        let text = "\
+tenants:
+  a:
+    access:
+      allow:
+        - GET /x
+        # a comment
+        - GOT /y
+      deny:
+      - GET /z
+      -   GET /w
+      preset: full
+    flow: [1, 2]
+";
+        let l = Locator::new(text);
+        let a = ["tenants", "a", "access", "allow"];
+        assert_eq!(l.find_item(&a, 0), at(5, 9));
+        assert_eq!(l.find_item(&a, 1), at(7, 9));
+        assert_eq!(l.find_item(&a, 2), None);
+        let d = ["tenants", "a", "access", "deny"];
+        assert_eq!(l.find_item(&d, 0), at(9, 7));
+        assert_eq!(l.find_item(&d, 1), at(10, 7));
+        assert_eq!(l.find_item(&d, 2), None);
+        assert_eq!(l.find_item(&["tenants", "a", "flow"], 0), None);
+        assert_eq!(l.find_item(&["tenants", "b"], 0), None);
     }
 
     #[test]

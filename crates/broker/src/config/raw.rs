@@ -158,17 +158,21 @@ pub(crate) struct RawUsernsMap {
     pub gid: Option<Value>,
 }
 
-/// `access: {allow: [..], deny: [..]}` (recognised, not implemented yet: only
-/// its keys are checked, the lists are read once rules are implemented).
-#[allow(dead_code)]
+/// `access: {preset: .., bind_allow: [..], allow: [..], deny: [..]}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAccessRules {
+    /// `preset:` (full, read-only, userns-safe).
+    #[serde(default, deserialize_with = "present")]
+    pub preset: Option<Value>,
+    /// `bind_allow:` (userns-safe only).
+    #[serde(default, deserialize_with = "present")]
+    pub bind_allow: Option<Value>,
     /// `allow:`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub allow: Option<Value>,
     /// `deny:`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub deny: Option<Value>,
 }
 
@@ -190,8 +194,11 @@ impl<'de> Deserialize<'de> for RawTenants {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawTenants, M::Error> {
                 let mut tenants: Vec<(String, Option<RawTenant>)> = Vec::new();
+                // A set, not a scan of `tenants`: 10,000 tenants must not cost
+                // 50 million string comparisons (docs/performance.md).
+                let mut names = std::collections::HashSet::new();
                 while let Some(name) = map.next_key::<String>()? {
-                    if tenants.iter().any(|(n, _)| *n == name) {
+                    if !names.insert(name.clone()) {
                         return Err(M::Error::custom(format!(
                             "tenant {name:?} is defined twice; give each tenant a unique name"
                         )));

@@ -286,7 +286,7 @@ tenants:
     mode: 660
     max_connections: 0
     allow: {uids: []}
-    access: read-only
+    access: readonly
 "#,
     );
     let summary: Vec<(Option<&str>, Option<&str>, Option<usize>)> = e
@@ -350,6 +350,75 @@ fn unknown_keys_come_from_serde_with_positions() {
     let e = one("tenants:\n  a:\n    access: {allow: [], deny: [], x: 1}\n    listen: /a\n    uid: 1\n    gid: 1\n");
     assert_eq!(e.field.as_deref(), Some("access.x"));
     assert_eq!(e.line, Some(3));
+}
+
+#[test]
+fn access_rule_errors_point_at_the_rule() {
+    let e = errs(
+        r#"defaults:
+  access:
+    allow:
+      - GET,HEAD /**
+      - GOT /x
+tenants:
+  a:
+    listen: /run/a.sock
+    uid: 1
+    gid: 1
+    access:
+      preset: userns-safe
+      bind_allow:
+      - /srv/data
+      - srv/other
+      deny:
+        - GET /secrets/
+"#,
+    );
+    type Where<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<usize>,
+        Option<usize>,
+    );
+    let summary: Vec<Where<'_>> = e
+        .iter()
+        .map(|e| (e.tenant.as_deref(), e.field.as_deref(), e.line, e.column))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (None, Some("defaults.access.allow"), Some(5), Some(7)),
+            (Some("a"), Some("access.bind_allow"), Some(15), Some(7)),
+            (Some("a"), Some("access.deny"), Some(17), Some(9)),
+        ],
+        "{}",
+        ConfigErrors(e.clone())
+    );
+    let rendered = ConfigErrors(e).to_string();
+    assert!(
+        rendered.contains(
+            "sockbroker.yaml:5:7: field \"defaults.access.allow\": rule 2: unknown method \"GOT\""
+        ),
+        "{rendered}"
+    );
+    // Flow style: the error points at the list's key.
+    let e = one("tenants:\n  a:\n    listen: /a\n    uid: 1\n    gid: 1\n    access: {allow: [GET /x, \"GET x\"]}\n");
+    assert_eq!(e.field.as_deref(), Some("access.allow"));
+    assert_eq!(e.line, Some(6));
+    assert!(e.message.starts_with("rule 2: path \"x\""), "{e}");
+}
+
+#[test]
+fn access_policies_resolve() {
+    let c = ok(
+        "defaults:\n  access: read-only\ntenants:\n  a:\n    listen: /a\n    uid: 1\n    gid: 1\n  b:\n    listen: /b\n    uid: 1\n    gid: 1\n    access: full\n  c:\n    listen: /c\n    uid: 1\n    gid: 1\n    access: {preset: userns-safe, bind_allow: [/srv/data]}\n",
+    );
+    assert_eq!(c.tenants["a"].access.name(), "read-only");
+    assert_eq!(c.tenants["b"].access, AccessPolicy::Full);
+    assert_eq!(
+        c.tenants["c"].access.to_string(),
+        "userns-safe (bind_allow /srv/data)"
+    );
 }
 
 #[test]

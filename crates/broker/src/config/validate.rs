@@ -1,5 +1,6 @@
 //! From the raw serde view to a [`Config`], collecting every error.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -208,6 +209,32 @@ impl Ctx<'_> {
             file: self.file.to_path_buf(),
             tenant: scope.tenant(),
             field: key.map(|k| scope.field(k)),
+            line: span.map(|s| s.line),
+            column: span.map(|s| s.column),
+            message: message.into(),
+        });
+    }
+
+    /// An error about list item `item` (0-based) of the list at `at` (keys
+    /// under `scope`), located at the item's `- ` line where the text shows
+    /// one, else at the list's key.
+    fn err_item(
+        &mut self,
+        scope: Scope<'_>,
+        key: &str,
+        at: &[&str],
+        item: Option<usize>,
+        message: impl Into<String>,
+    ) {
+        let mut path = scope.base();
+        path.extend_from_slice(at);
+        let span = item
+            .and_then(|i| self.locator.find_item(&path, i))
+            .or_else(|| self.locator.find_nearest(&path));
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            tenant: scope.tenant(),
+            field: Some(scope.field(key)),
             line: span.map(|s| s.line),
             column: span.map(|s| s.column),
             message: message.into(),
@@ -432,13 +459,32 @@ fn resolve_common(
     if let Some(v) = raw.access {
         match parse_access(v) {
             Ok(a) => c.access = a,
-            Err(AccessError::Message(m)) => ctx.err(scope, Some("access"), m),
-            Err(AccessError::UnknownKey(k, valid)) => ctx.err_at(
-                scope,
-                Some(&format!("access.{k}")),
-                &["access", &k],
-                unknown_key_message(&k, &valid, " in access"),
-            ),
+            Err(errors) => {
+                for e in errors {
+                    match e {
+                        AccessError::Message {
+                            key: None, message, ..
+                        } => ctx.err(scope, Some("access"), message),
+                        AccessError::Message {
+                            key: Some(k),
+                            item,
+                            message,
+                        } => ctx.err_item(
+                            scope,
+                            &format!("access.{k}"),
+                            &["access", k],
+                            item,
+                            message,
+                        ),
+                        AccessError::UnknownKey(k, valid) => ctx.err_at(
+                            scope,
+                            Some(&format!("access.{k}")),
+                            &["access", &k],
+                            unknown_key_message(&k, &valid, " in access"),
+                        ),
+                    }
+                }
+            }
         }
     }
     if let Some(n) = ctx.value(
@@ -736,9 +782,16 @@ fn check_paths(
     upstreams: &[(&str, PathBuf)],
     metrics: Option<&MetricsConfig>,
 ) {
-    for (i, (name, listen)) in listens.iter().enumerate() {
+    // Indexed by path (first tenant wins, as a linear search would find it):
+    // pairwise comparison made 10,000 tenants take seconds (docs/performance.md).
+    let mut first_upstream: HashMap<&Path, &str> = HashMap::with_capacity(upstreams.len());
+    for (owner, u) in upstreams {
+        first_upstream.entry(u.as_path()).or_insert(owner);
+    }
+    let mut seen: HashMap<&Path, &str> = HashMap::with_capacity(listens.len());
+    for (name, listen) in listens {
         let scope = Scope::Tenant(name);
-        if let Some((other, _)) = listens[..i].iter().find(|(_, l)| l == listen) {
+        if let Some(other) = seen.get(listen.as_path()).copied() {
             ctx.err(
                 scope,
                 Some("listen"),
@@ -749,8 +802,9 @@ fn check_paths(
                 ),
             );
         }
-        if let Some((owner, _)) = upstreams.iter().find(|(_, u)| u == listen) {
-            let whose = if owner == name {
+        seen.entry(listen.as_path()).or_insert(name);
+        if let Some(owner) = first_upstream.get(listen.as_path()).copied() {
+            let whose = if owner == *name {
                 "this tenant's own upstream".to_string()
             } else {
                 format!("the upstream of tenant {owner:?}")

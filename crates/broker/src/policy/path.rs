@@ -1,0 +1,278 @@
+//! Request-target normalization: the one path every rule is matched against.
+//!
+//! The Docker engine (Go `net/http` + gorilla/mux) routes on the
+//! percent-decoded path, accepts an optional `/v1.xx` version prefix, and
+//! ignores the query string when routing. A policy that matched the raw target
+//! could be bypassed with `/v%31.41/containers/create`, `/containers%2Fcreate`,
+//! `//containers/create` or `/x/../containers/create`, so the target is first
+//! brought to one canonical form:
+//!
+//! 1. only origin-form targets (`/path?query`) are accepted;
+//! 2. the query string is split off (kept for the few checks that read it);
+//! 3. the path is percent-decoded once (as Go does; `%2F` becomes `/`), and must
+//!    then be UTF-8 without control characters;
+//! 4. empty segments (`//`) and `.` are dropped, `..` removes the segment before
+//!    it (never above the root), a trailing `/` is dropped;
+//! 5. leading version segments (`v` followed by digits and dots, as the engine's
+//!    router defines them) are removed — repeatedly, so a doubled prefix never
+//!    hides a path from a rule.
+//!
+//! Steps 4 and 5 can only make a path match *more* of the built-in checks and
+//! deny rules than the engine would route it to; where the engine would not
+//! route the normalized form at all, forwarding it is harmless (a 404/301).
+
+use std::fmt;
+
+/// A request target brought to canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The canonical path: starts with `/`, no empty, `.` or `..` segments, no
+    /// trailing `/` (except the root itself), no version prefix, decoded.
+    pub path: String,
+    /// The first version prefix removed, e.g. `1.41` for `/v1.41/...`.
+    pub api_version: Option<String>,
+    /// The raw (still encoded) query string after `?`, if any.
+    pub query: Option<String>,
+}
+
+/// Why a request target was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// Not origin-form: absolute-form (`http://host/…`), `*`, or empty.
+    NotOriginForm,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// The decoded path is not UTF-8.
+    NotUtf8,
+    /// The decoded path contains a control character (e.g. `%00`).
+    ControlCharacter,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TargetError::NotOriginForm => "the request target must be a path starting with /",
+            TargetError::BadEscape => "the path has a % not followed by two hex digits",
+            TargetError::NotUtf8 => "the decoded path is not UTF-8",
+            TargetError::ControlCharacter => "the decoded path contains a control character",
+        })
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+/// Normalize a raw request target (the second word of the request line).
+pub fn normalize(target: &str) -> Result<Target, TargetError> {
+    if !target.starts_with('/') {
+        return Err(TargetError::NotOriginForm);
+    }
+    let (raw_path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_string())),
+        None => (target, None),
+    };
+    let decoded = percent_decode(raw_path.as_bytes())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| TargetError::NotUtf8)?;
+    if decoded.chars().any(char::is_control) {
+        return Err(TargetError::ControlCharacter);
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut api_version = None;
+    let mut skip = 0;
+    while skip < segments.len() && super::path_is_version(segments[skip]) {
+        if api_version.is_none() {
+            api_version = Some(segments[skip][1..].to_string());
+        }
+        skip += 1;
+    }
+    let path = format!("/{}", segments[skip..].join("/"));
+    Ok(Target {
+        path,
+        api_version,
+        query,
+    })
+}
+
+/// Decode `%XX` escapes once. `+` stays `+` (it means space only in queries).
+pub fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hi = raw.get(i + 1).and_then(|b| hex(*b));
+            let lo = raw.get(i + 2).and_then(|b| hex(*b));
+            match (hi, lo) {
+                (Some(h), Some(l)) => out.push(h << 4 | l),
+                _ => return Err(TargetError::BadEscape),
+            }
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The decoded values of every query parameter whose name equals `name`
+/// (ignoring ASCII case). Parameters are split on `&` and `;` (older Go
+/// versions, as in Docker 20.10, split on both); `+` is a space. Undecodable
+/// values are returned raw, so a check never misses them.
+pub fn query_values(query: &str, name: &str) -> Vec<String> {
+    query
+        .split(['&', ';'])
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = decode_query_part(k);
+            k.eq_ignore_ascii_case(name).then(|| decode_query_part(v))
+        })
+        .collect()
+}
+
+fn decode_query_part(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    match percent_decode(plus.as_bytes()) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => plus,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(t: &str) -> String {
+        normalize(t).unwrap_or_else(|e| panic!("{t}: {e}")).path
+    }
+
+    #[test]
+    fn plain_paths() {
+        assert_eq!(p("/containers/json"), "/containers/json");
+        assert_eq!(p("/"), "/");
+        assert_eq!(p("/_ping"), "/_ping");
+        assert_eq!(p("/containers/json?all=1&limit=5"), "/containers/json");
+        let t = normalize("/v1.41/containers/json?all=1").unwrap();
+        assert_eq!(t.api_version.as_deref(), Some("1.41"));
+        assert_eq!(t.query.as_deref(), Some("all=1"));
+        assert_eq!(t.path, "/containers/json");
+        assert_eq!(normalize("/x").unwrap().api_version, None);
+    }
+
+    #[test]
+    fn version_prefixes() {
+        for t in [
+            "/v1.41/containers/create",
+            "/v1.24/containers/create",
+            "/v1/containers/create",
+            "/v1.41/v1.41/containers/create",
+            "/v%31.41/containers/create",
+            "/%761.41/containers/create",
+            "/V1.41/containers/create",
+            "/v./containers/create",
+        ] {
+            assert_eq!(p(t), "/containers/create", "{t}");
+        }
+        // Not a version: kept.
+        assert_eq!(p("/v/containers"), "/v/containers");
+        assert_eq!(p("/v1a/containers"), "/v1a/containers");
+        assert_eq!(p("/volumes/create"), "/volumes/create");
+        assert_eq!(p("/containers/v1.41"), "/containers/v1.41");
+        assert_eq!(p("/v1.41"), "/");
+    }
+
+    #[test]
+    fn bypass_attempts_all_normalize_to_the_same_path() {
+        for t in [
+            "/containers/create",
+            "//containers/create",
+            "/containers//create",
+            "/containers/create/",
+            "/containers/create//",
+            "/./containers/./create",
+            "/containers/x/../create",
+            "/x/y/../../containers/create",
+            "/../containers/create",
+            "/../../../containers/create",
+            "/containers%2Fcreate",
+            "/containers%2fcreate",
+            "/%2Fcontainers/create",
+            "/%63ontainers/create",
+            "/containers/%63%72%65%61%74%65",
+            "/containers/create?x=/../../exec",
+            "/v1.41//containers/create",
+            "/v1.41/./containers/x/../create/",
+            "/%2e/containers/create",
+            "/containers/%2e%2e/containers/create",
+            "/v1.41/%2e%2e/containers/create",
+        ] {
+            assert_eq!(p(t), "/containers/create", "{t}");
+        }
+    }
+
+    #[test]
+    fn case_is_kept() {
+        // The engine's router is case-sensitive; matching decides how to treat case.
+        assert_eq!(p("/Containers/Create"), "/Containers/Create");
+    }
+
+    #[test]
+    fn double_encoding_decodes_once() {
+        // Go decodes once: %252F reaches the router as the three characters %2F.
+        assert_eq!(p("/containers%252Fcreate"), "/containers%2Fcreate");
+    }
+
+    #[test]
+    fn refused_targets() {
+        assert_eq!(
+            normalize("http://localhost/containers/json"),
+            Err(TargetError::NotOriginForm)
+        );
+        assert_eq!(normalize("*"), Err(TargetError::NotOriginForm));
+        assert_eq!(normalize(""), Err(TargetError::NotOriginForm));
+        assert_eq!(normalize("/a%2"), Err(TargetError::BadEscape));
+        assert_eq!(normalize("/a%zz"), Err(TargetError::BadEscape));
+        assert_eq!(normalize("/a%"), Err(TargetError::BadEscape));
+        assert_eq!(normalize("/a%ff"), Err(TargetError::NotUtf8));
+        assert_eq!(normalize("/a%00b"), Err(TargetError::ControlCharacter));
+        assert_eq!(normalize("/a%0a"), Err(TargetError::ControlCharacter));
+        // A broken escape in the query does not matter to routing.
+        assert_eq!(p("/a?x=%zz"), "/a");
+    }
+
+    #[test]
+    fn unicode_is_fine() {
+        assert_eq!(p("/containers/%C3%A9t%C3%A9/json"), "/containers/été/json");
+    }
+
+    #[test]
+    fn query_parameters() {
+        let q = "t=img&networkmode=host;x=1";
+        assert_eq!(query_values(q, "networkmode"), ["host"]);
+        assert_eq!(query_values("NetworkMode=%68ost", "networkmode"), ["host"]);
+        assert_eq!(
+            query_values("a=1;networkmode=host", "networkmode"),
+            ["host"]
+        );
+        assert_eq!(query_values("networkmode=a+b", "networkmode"), ["a b"]);
+        assert!(query_values("networkmodex=host", "networkmode").is_empty());
+        assert_eq!(query_values("networkmode", "networkmode"), [""]);
+        assert_eq!(query_values("networkmode=%zz", "networkmode"), ["%zz"]);
+    }
+}

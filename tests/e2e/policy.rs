@@ -1,0 +1,987 @@
+//! End-to-end tests of the access policies (DESIGN.md "Docker API access
+//! policy"): the real broker between raw HTTP/1.1 clients and a fake engine.
+//!
+//! The fake engine is a small threaded HTTP/1.1 server on a Unix socket
+//! (heads parsed with httparse) that answers like the engine does where it
+//! matters: Content-Length and chunked bodies, a slow chunked stream,
+//! `Connection: close`, `100 Continue`, a `101 UPGRADED` followed by a raw
+//! echo (attach), a close-delimited raw stream (pre-upgrade attach), and a raw
+//! echo for an HTTP/2 preface. It records every request it receives, so the
+//! tests can check what was forwarded byte for byte — and what never arrived.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sockbroker_e2e::*;
+
+/// Tenant sockets the test (root) can use.
+const OWNER: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
+
+fn skip_unless_root() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (tenant sockets are chowned)");
+        return true;
+    }
+    false
+}
+
+// ------------------------------------------------------------------ fake engine
+
+/// One request as the fake engine received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    /// The head and body bytes exactly as received.
+    raw: Vec<u8>,
+    /// The decoded body.
+    body: Vec<u8>,
+}
+
+struct FakeEngine {
+    path: PathBuf,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FakeEngine {
+    fn start(path: &Path) -> FakeEngine {
+        let _ = std::fs::remove_file(path);
+        let l = UnixListener::bind(path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let seen = s2.clone();
+                std::thread::spawn(move || {
+                    let _ = engine_conn(s, seen);
+                });
+            }
+        });
+        FakeEngine {
+            path: path.to_owned(),
+            seen,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.target))
+            .collect()
+    }
+}
+
+/// Read more bytes into `buf`; false on EOF.
+fn fill(s: &mut UnixStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut b = [0u8; 16 * 1024];
+    let n = s.read(&mut b)?;
+    buf.extend_from_slice(&b[..n]);
+    Ok(n > 0)
+}
+
+/// Echo everything until EOF, then shut down the write side.
+fn raw_echo(s: &mut UnixStream, pending: &[u8]) -> std::io::Result<()> {
+    s.write_all(pending)?;
+    let mut b = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut b)?;
+        if n == 0 {
+            break;
+        }
+        s.write_all(&b[..n])?;
+    }
+    s.shutdown(Shutdown::Write)
+}
+
+fn engine_conn(mut s: UnixStream, seen: Arc<Mutex<Vec<Seen>>>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        // The head.
+        let (method, target, head_len, length, chunked, upgrade, expect) = loop {
+            if buf.starts_with(b"PRI * HTTP/2.0") {
+                seen.lock().unwrap().push(Seen {
+                    method: "PRI".into(),
+                    target: "*".into(),
+                    raw: buf.clone(),
+                    body: vec![],
+                });
+                return raw_echo(&mut s, &std::mem::take(&mut buf));
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            if let httparse::Status::Complete(n) =
+                req.parse(&buf).expect("fake engine: bad request")
+            {
+                let h = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+                };
+                let length: usize = h("content-length").map_or(0, |v| v.parse().unwrap());
+                let chunked =
+                    h("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+                break (
+                    req.method.unwrap().to_string(),
+                    req.path.unwrap().to_string(),
+                    n,
+                    length,
+                    chunked,
+                    h("upgrade").is_some(),
+                    h("expect").is_some(),
+                );
+            }
+            if !fill(&mut s, &mut buf)? {
+                return Ok(());
+            }
+        };
+        if expect {
+            s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        // The body.
+        let mut body = Vec::new();
+        let mut pos = head_len;
+        if chunked {
+            loop {
+                match httparse::parse_chunk_size(&buf[pos..]) {
+                    Ok(httparse::Status::Complete((n, size))) => {
+                        let size = size as usize;
+                        while buf.len() < pos + n + size + 2 {
+                            if !fill(&mut s, &mut buf)? {
+                                return Ok(());
+                            }
+                        }
+                        body.extend_from_slice(&buf[pos + n..pos + n + size]);
+                        pos += n + size + 2;
+                        if size == 0 {
+                            break;
+                        }
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if !fill(&mut s, &mut buf)? {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => panic!("fake engine: bad chunk"),
+                }
+            }
+        } else {
+            while buf.len() < pos + length {
+                if !fill(&mut s, &mut buf)? {
+                    return Ok(());
+                }
+            }
+            body.extend_from_slice(&buf[pos..pos + length]);
+            pos += length;
+        }
+        let raw: Vec<u8> = buf.drain(..pos).collect();
+        seen.lock().unwrap().push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            raw,
+            body: body.clone(),
+        });
+        // Route on the path without version prefix and query.
+        let path = target.split('?').next().unwrap_or_default();
+        let path = match path.strip_prefix("/v1.41") {
+            Some(p) => p,
+            None => path,
+        };
+        let ok = |ctype: &str, body: &[u8]| {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(body);
+            r
+        };
+        if method == "HEAD" {
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n")?;
+            continue;
+        }
+        match path {
+            "/_ping" => s.write_all(&ok("text/plain", b"OK"))?,
+            "/containers/json" => s.write_all(&ok("application/json", b"[]"))?,
+            "/containers/create" => {
+                s.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"Id\":\"fake\"}")?
+            }
+            "/echo" => s.write_all(&ok("application/octet-stream", &body))?,
+            "/chunked" => s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\n\r\n",
+            )?,
+            "/events" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+                for i in 0..5 {
+                    let line = format!("{{\"n\":{i}}}\n");
+                    s.write_all(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes())?;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                s.write_all(b"0\r\n\r\n")?;
+            }
+            "/follow" => {
+                // Streams until the client side closes (like `docker events`):
+                // a reader notices the EOF, the writer then ends the stream.
+                s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+                let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (mut r, e2) = (s.try_clone()?, eof.clone());
+                std::thread::spawn(move || {
+                    let mut b = [0u8; 64];
+                    while matches!(r.read(&mut b), Ok(n) if n > 0) {}
+                    e2.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                let mut i = 0;
+                while !eof.load(std::sync::atomic::Ordering::SeqCst) && i < 400 {
+                    s.write_all(b"5\r\ntick\n\r\n")?;
+                    std::thread::sleep(Duration::from_millis(50));
+                    i += 1;
+                }
+                seen.lock().unwrap().push(Seen {
+                    method: "EOF".into(),
+                    target: format!("/follow after {i} ticks"),
+                    raw: vec![],
+                    body: vec![],
+                });
+                s.write_all(b"0\r\n\r\n")?;
+                return Ok(());
+            }
+            "/bye" => {
+                // Closes after the response without saying so (an idle
+                // keep-alive connection closed by the server).
+                s.write_all(&ok("text/plain", b"bye"))?;
+                return Ok(());
+            }
+            "/close" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")?;
+                return Ok(());
+            }
+            "/containers/x/attach" if upgrade => {
+                s.write_all(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")?;
+                let rest = std::mem::take(&mut buf);
+                return raw_echo(&mut s, &rest);
+            }
+            "/containers/x/attach" => {
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n")?;
+                let rest = std::mem::take(&mut buf);
+                return raw_echo(&mut s, &rest);
+            }
+            _ => s.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{\"message\":\"not found\"}\n",
+            )?,
+        }
+    }
+}
+
+// ------------------------------------------------------------------ client side
+
+/// A response as the client read it.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The `message` of a Docker-style JSON error body.
+    fn message(&self) -> String {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()));
+        v["message"].as_str().unwrap().to_string()
+    }
+}
+
+/// A client connection with its read buffer (responses may arrive together).
+struct Client {
+    s: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(path: &Path) -> Client {
+        let s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.set_write_timeout(Some(DEADLINE)).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+    fn more(&mut self) -> bool {
+        fill(&mut self.s, &mut self.buf).unwrap()
+    }
+    /// Read one response (after any 1xx other than 101, which are returned too).
+    fn response(&mut self, head_request: bool) -> Resp {
+        let (status, headers, n) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            if let httparse::Status::Complete(n) = r.parse(&self.buf).unwrap() {
+                let headers: Vec<(String, String)> = r
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                break (r.code.unwrap(), headers, n);
+            }
+            assert!(self.more(), "EOF before a response head: {:?}", self.buf);
+        };
+        self.buf.drain(..n);
+        let mut resp = Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_request || (100..200).contains(&status) || status == 204 {
+            return resp;
+        }
+        if resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                match httparse::parse_chunk_size(&self.buf).unwrap() {
+                    httparse::Status::Complete((n, size)) => {
+                        let size = size as usize;
+                        while self.buf.len() < n + size + 2 {
+                            assert!(self.more(), "EOF in a chunk");
+                        }
+                        resp.body.extend_from_slice(&self.buf[n..n + size]);
+                        self.buf.drain(..n + size + 2);
+                        if size == 0 {
+                            return resp;
+                        }
+                    }
+                    httparse::Status::Partial => assert!(self.more(), "EOF in a chunk size"),
+                }
+            }
+        }
+        let len: usize = resp
+            .header("content-length")
+            .map(|v| v.parse().unwrap())
+            .expect("a response with Content-Length");
+        while self.buf.len() < len {
+            assert!(self.more(), "EOF in a body");
+        }
+        resp.body = self.buf.drain(..len).collect();
+        resp
+    }
+    /// One request, one response.
+    fn call(&mut self, req: &str) -> Resp {
+        self.send(req.as_bytes());
+        self.response(req.starts_with("HEAD "))
+    }
+    /// True once the broker closed the connection (EOF).
+    fn closed(&mut self) -> bool {
+        self.buf.clear();
+        matches!(self.s.read(&mut [0u8; 64]), Ok(0) | Err(_))
+    }
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n")
+}
+
+fn post(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+// ------------------------------------------------------------------ the scene
+
+struct Fixture {
+    b: Broker,
+    addr: String,
+    dir: tempfile::TempDir,
+    engine: FakeEngine,
+}
+
+impl Fixture {
+    /// A broker with `tenants` (name, extra YAML) in front of a fake engine.
+    fn start(tenants: &[(&str, &str)]) -> Fixture {
+        let dir = scratch();
+        let engine = FakeEngine::start(&dir.path().join("engine.sock"));
+        let config = dir.path().join("sockbroker.yaml");
+        let tenants: Vec<(&str, String)> = tenants
+            .iter()
+            .map(|(n, extra)| (*n, format!("{OWNER}\n{extra}")))
+            .collect();
+        let refs: Vec<(&str, &str)> = tenants.iter().map(|(n, e)| (*n, e.as_str())).collect();
+        let (b, addr) = start_with_metrics(
+            &config,
+            |addr| {
+                format!(
+                    "metrics:\n  listen: {addr}\n{}",
+                    config_yaml(dir.path(), &engine.path, &refs)
+                )
+            },
+            &["--log-format", "json"],
+            &[],
+        );
+        for (n, _) in &refs {
+            wait_socket(&dir.path().join(n).join("docker.sock"));
+        }
+        Fixture {
+            b,
+            addr,
+            dir,
+            engine,
+        }
+    }
+    fn sock(&self, tenant: &str) -> PathBuf {
+        self.dir.path().join(tenant).join("docker.sock")
+    }
+    fn client(&self, tenant: &str) -> Client {
+        Client::connect(&self.sock(tenant))
+    }
+    fn metric(&self, series: &str) -> Option<f64> {
+        let (code, body) = http_get(&self.addr, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        metric_value(&body, series)
+    }
+    fn wait_metric(&self, series: &str, want: f64) {
+        wait_until(&format!("{series} = {want}"), DEADLINE, || {
+            self.metric(series) == Some(want)
+        });
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[("ro", "access: read-only")]);
+    let mut c = f.client("ro");
+    let r = c.call(&get("/_ping"));
+    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+    let r = c.call(&post("/v1.41/containers/create", "{\"Image\":\"x\"}"));
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.body,
+        br#"{"message":"sockbroker: tenant ro may not POST /containers/create (read-only)"}"#
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // The same connection goes on (the denied body was read and dropped).
+    let r = c.call(&get("/v1.41/containers/json?all=1"));
+    assert_eq!((r.status, r.text().as_str()), (200, "[]"));
+    let r = c.call("HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n");
+    assert_eq!((r.status, r.header("content-length")), (200, Some("42")));
+    assert!(r.body.is_empty());
+    let r = c.call(&get("/chunked"));
+    assert_eq!((r.status, r.text().as_str()), (200, "abcdefg"));
+    let r = c.call("DELETE /containers/abc?force=1 HTTP/1.1\r\nHost: docker\r\n\r\n");
+    assert_eq!(r.status, 403);
+    let r = c.call(&get("/containers/abc/attach/ws?stream=1"));
+    assert_eq!(
+        r.message(),
+        "sockbroker: tenant ro may not GET /containers/abc/attach/ws (read-only: attach)"
+    );
+    let r = c.call(&get("/_ping"));
+    assert_eq!(r.status, 200);
+    // Only the allowed requests reached the engine, on one upstream connection.
+    assert_eq!(
+        f.engine.targets(),
+        [
+            "GET /_ping",
+            "GET /v1.41/containers/json?all=1",
+            "HEAD /_ping",
+            "GET /chunked",
+            "GET /_ping"
+        ]
+    );
+    f.wait_metric(
+        "sockbroker_requests_total{tenant=\"ro\",verdict=\"allowed\"}",
+        5.0,
+    );
+    f.wait_metric(
+        "sockbroker_requests_total{tenant=\"ro\",verdict=\"denied\"}",
+        3.0,
+    );
+    // One audit line per request, with the peer and the verdict.
+    f.b.wait_log_n("\"verdict\":\"denied\"", 3);
+    let logs = f.b.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"verdict\":\"denied\"") && l.contains("/containers/create"))
+        .unwrap_or_else(|| panic!("no audit line for the denied create:\n{logs}"));
+    for field in [
+        "\"tenant\":\"ro\"",
+        "\"uid\":0",
+        "\"gid\":0",
+        "\"pid\":",
+        "\"method\":\"POST\"",
+        "\"path\":\"/containers/create\"",
+        "\"status\":403",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(logs.contains("\"verdict\":\"allowed\""), "{logs}");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[(
+        "rules",
+        "access:\n  allow: [\"GET,HEAD /**\", \"POST /echo\"]\n  deny: [\"GET /secrets/**\"]",
+    )]);
+    let mut c = f.client("rules");
+    let mut all = String::new();
+    all.push_str(&get("/_ping"));
+    all.push_str(&get("/v%31.41//Secrets/./abc")); // denied, in a bypass spelling
+    all.push_str(&post("/echo", "hello"));
+    all.push_str(&get("/chunked"));
+    all.push_str(&post("/containers/create", "{}")); // no allow rule
+    all.push_str(&get("/containers/json"));
+    c.send(all.as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.text(), "OK");
+    let r = c.response(false);
+    assert_eq!(
+        r.message(),
+        "sockbroker: tenant rules may not GET /Secrets/abc (deny rule \"GET /secrets/**\")"
+    );
+    let r = c.response(false);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    let r = c.response(false);
+    assert_eq!(r.text(), "abcdefg");
+    let r = c.response(false);
+    assert_eq!(
+        r.message(),
+        "sockbroker: tenant rules may not POST /containers/create (no allow rule matches)"
+    );
+    let r = c.response(false);
+    assert_eq!(r.text(), "[]");
+    assert_eq!(
+        f.engine.targets(),
+        [
+            "GET /_ping",
+            "POST /echo",
+            "GET /chunked",
+            "GET /containers/json"
+        ]
+    );
+    // Forwarded as sent, byte for byte.
+    assert_eq!(f.engine.seen()[1].raw, post("/echo", "hello").as_bytes());
+    // Pipelined, then the client closes its side: every response still comes.
+    let mut c = f.client("rules");
+    c.send(
+        format!(
+            "{}{}{}",
+            get("/chunked"),
+            get("/_ping"),
+            get("/containers/json")
+        )
+        .as_bytes(),
+    );
+    c.s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(c.response(false).text(), "abcdefg");
+    assert_eq!(c.response(false).text(), "OK");
+    assert_eq!(c.response(false).text(), "[]");
+    assert!(c.closed());
+}
+
+#[test]
+fn userns_safe_inspects_bodies() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[(
+        "ci",
+        "access: {preset: userns-safe, bind_allow: [/srv/data]}",
+    )]);
+    let mut c = f.client("ci");
+    let plain =
+        r#"{"Image":"busybox","HostConfig":{"NetworkMode":"none","Binds":["/srv/data/x:/x"]}}"#;
+    let r = c.call(&post("/v1.41/containers/create?name=a", plain));
+    assert_eq!((r.status, r.text().as_str()), (201, "{\"Id\":\"fake\"}"));
+    for (body, why) in [
+        (
+            r#"{"Image":"x","HostConfig":{"Privileged":true}}"#,
+            "Privileged",
+        ),
+        (
+            r#"{"Image":"x","HostConfig":{"UsernsMode":"host"}}"#,
+            "UsernsMode host",
+        ),
+        (
+            r#"{"Image":"x","hostconfig":{"pidmode":"host"}}"#,
+            "PidMode host",
+        ),
+        (
+            r#"{"Image":"x","HostConfig":{"Binds":["/:/host"]}}"#,
+            "bind mount of / outside bind_allow",
+        ),
+        (
+            r#"{"Image":"x","HostConfig":{"CapAdd":["SYS_ADMIN"]}}"#,
+            "CapAdd SYS_ADMIN",
+        ),
+    ] {
+        let r = c.call(&post("/v1.41/containers/create", body));
+        assert_eq!(
+            r.message(),
+            format!("sockbroker: tenant ci may not POST /containers/create ({why})"),
+            "{body}"
+        );
+    }
+    // A chunked create body, with Expect: 100-continue: the broker says
+    // Continue itself, reads and checks the body, forwards it as it came, and
+    // drops the engine's own 100.
+    let chunked = "POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n";
+    c.send(chunked.as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.status, 100);
+    let body = "7\r\n{\"Image\r\n8\r\n\":\"x\"}  \r\n0\r\n\r\n";
+    c.send(body.as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.status, 201);
+    let last = f.engine.seen().pop().unwrap();
+    assert_eq!(last.raw, format!("{chunked}{body}").as_bytes());
+    assert_eq!(last.body, b"{\"Image\":\"x\"}  ");
+    // The same, privileged, in chunks: denied; the connection still works.
+    let body = "c\r\n{\"Privileged\r\n6\r\n\":true\r\n1\r\n}\r\n0\r\n\r\n";
+    c.send(
+        format!("POST /containers/create HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+            .as_bytes(),
+    );
+    assert_eq!(c.response(false).status, 403);
+    // Privileged exec.
+    let r = c.call(&post(
+        "/containers/abc/exec",
+        r#"{"Cmd":["sh"],"Privileged":true}"#,
+    ));
+    assert_eq!(
+        r.message(),
+        "sockbroker: tenant ci may not POST /containers/abc/exec (Privileged exec)"
+    );
+    let r = c.call(&get("/_ping"));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        f.engine.targets(),
+        [
+            "POST /v1.41/containers/create?name=a",
+            "POST /v1.41/containers/create",
+            "GET /_ping"
+        ]
+    );
+}
+
+#[test]
+fn oversized_inspected_body_is_413() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[("ci", "access: userns-safe")]);
+    let mut c = f.client("ci");
+    let big = 2 * 1024 * 1024;
+    c.send(
+        format!("POST /containers/create HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {big}\r\n\r\n")
+            .as_bytes(),
+    );
+    let r = c.response(false);
+    assert_eq!(r.status, 413);
+    assert!(
+        r.message().contains("request body over 1024 KiB"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.closed());
+    // A big chunked body too.
+    let mut c = f.client("ci");
+    c.send(b"POST /containers/create HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+    let writer = {
+        let mut s = c.s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..40 {
+                if s.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    assert_eq!(c.response(false).status, 413);
+    writer.join().unwrap();
+    assert!(f.engine.seen().is_empty(), "{:?}", f.engine.targets());
+    f.wait_metric(
+        "sockbroker_requests_total{tenant=\"ci\",verdict=\"denied\"}",
+        2.0,
+    );
+}
+
+#[test]
+fn large_bodies_stream_through() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[("audit", "access: {preset: full}")]);
+    let mut c = f.client("audit");
+    let data = payload(5 * 1024 * 1024, 7);
+    c.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    let writer = {
+        let mut s = c.s.try_clone().unwrap();
+        let data = data.clone();
+        std::thread::spawn(move || s.write_all(&data).unwrap())
+    };
+    let r = c.response(false);
+    writer.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body == data, "echoed body differs");
+    // Chunked request body, streamed.
+    c.send(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let mut want = Vec::new();
+    for i in 0..50 {
+        let piece = payload(10_000 + i, i as u64);
+        c.send(format!("{:x}\r\n", piece.len()).as_bytes());
+        c.send(&piece);
+        c.send(b"\r\n");
+        want.extend_from_slice(&piece);
+    }
+    c.send(b"0\r\n\r\n");
+    let r = c.response(false);
+    assert!(r.body == want, "chunked echo differs");
+    // A streamed chunked response, read as it comes.
+    let r = c.call(&get("/v1.41/events"));
+    assert_eq!(r.text().lines().count(), 5);
+    assert_eq!(c.call(&get("/_ping")).status, 200);
+}
+
+#[test]
+fn client_eof_ends_an_endless_stream() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[("ro", "access: read-only")]);
+    let mut c = f.client("ro");
+    c.send(
+        get("/events?follow=1")
+            .replace("/events?follow=1", "/follow")
+            .as_bytes(),
+    );
+    while String::from_utf8_lossy(&c.buf).matches("tick").count() < 2 {
+        assert!(c.more(), "stream ended early");
+    }
+    // `docker events` is interrupted: its side closes. The engine must see
+    // the EOF (the stream ends), and the broker closes the connection.
+    c.s.shutdown(Shutdown::Write).unwrap();
+    wait_until("the engine to see the client's EOF", DEADLINE, || {
+        f.engine
+            .targets()
+            .iter()
+            .any(|t| t.starts_with("EOF /follow"))
+    });
+    let mut rest = Vec::new();
+    c.s.read_to_end(&mut rest).unwrap();
+    let ticks = f.engine.targets().last().unwrap().clone();
+    assert!(
+        !ticks.ends_with("after 400 ticks"),
+        "{ticks}: the EOF did not reach it"
+    );
+}
+
+#[test]
+fn upgrade_switches_to_raw_relay() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[("ci", "access: userns-safe")]);
+    let mut c = f.client("ci");
+    c.send(b"POST /v1.41/containers/x/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("tcp"));
+    // Raw bytes both ways now, including things that look like HTTP.
+    let data = payload(300_000, 3);
+    let mut raw = b"POST /containers/create HTTP/1.1\r\n\r\n".to_vec();
+    raw.extend_from_slice(&data);
+    let writer = {
+        let mut s = c.s.try_clone().unwrap();
+        let raw = raw.clone();
+        std::thread::spawn(move || {
+            s.write_all(&raw).unwrap();
+            // stdin closes: half-close must reach the engine, output still flows.
+            s.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut got = std::mem::take(&mut c.buf);
+    c.s.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert!(
+        got == raw,
+        "raw echo differs ({} vs {} bytes)",
+        got.len(),
+        raw.len()
+    );
+    // The pre-upgrade attach: a 200 without framing is a raw stream too.
+    let mut c = f.client("ci");
+    c.send(b"POST /containers/x/attach?stream=1 HTTP/1.1\r\nHost: docker\r\n\r\n");
+    let r = c.response(true); // no body framing: read the head only
+    assert_eq!(r.status, 200);
+    c.send(b"ping");
+    c.s.shutdown(Shutdown::Write).unwrap();
+    let mut got = std::mem::take(&mut c.buf);
+    c.s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"ping");
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[("ro", "access: read-only")]);
+    let mut c = f.client("ro");
+    let r = c.call(&get("/close"));
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert!(c.closed());
+    let mut c = f.client("ro");
+    let r = c.call("GET /_ping HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(c.closed());
+    let mut c = f.client("ro");
+    let r = c.call("GET /_ping HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(c.closed());
+    // The engine closes an idle keep-alive connection: the next request gets
+    // a new upstream connection, not a 502.
+    let mut c = f.client("ro");
+    assert_eq!(c.call(&get("/bye")).text(), "bye");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.call(&get("/_ping")).text(), "OK");
+    // A denied HEAD gets a 403 without a body; the connection goes on.
+    let f = Fixture::start(&[("rules", "access:\n  allow: [\"GET /**\"]")]);
+    let mut c = f.client("rules");
+    let r = c.call("HEAD /_ping HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 403);
+    assert!(r.body.is_empty());
+    assert_eq!(c.call(&get("/_ping")).text(), "OK");
+}
+
+#[test]
+fn unreachable_upstream_is_502() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[(
+        "down",
+        "access: read-only\nupstream: /nonexistent/docker.sock",
+    )]);
+    let mut c = f.client("down");
+    let r = c.call(&get("/_ping"));
+    assert_eq!(r.status, 502);
+    let m = r.message();
+    assert!(
+        m.starts_with("sockbroker: upstream /nonexistent/docker.sock unavailable: "),
+        "{m}"
+    );
+    assert!(c.closed());
+    // A denied request needs no upstream: still a clean 403.
+    let mut c = f.client("down");
+    assert_eq!(c.call(&post("/containers/create", "{}")).status, 403);
+    f.wait_metric(
+        "sockbroker_connections_rejected_total{reason=\"upstream_unavailable\",tenant=\"down\"}",
+        1.0,
+    );
+}
+
+#[test]
+fn malformed_requests_are_refused() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[("audit", "access: {preset: full}")]);
+    for bad in [
+        "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET http://docker/_ping HTTP/1.1\r\n\r\n",
+        "GET /a%zz HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ] {
+        let mut c = f.client("audit");
+        let r = c.call(bad);
+        assert!(
+            r.status == 400 || r.status == 501,
+            "{bad:?}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(
+            r.message().starts_with("sockbroker: tenant audit sent a"),
+            "{}",
+            r.message()
+        );
+        assert!(c.closed(), "{bad:?}");
+    }
+    assert!(f.engine.seen().is_empty(), "{:?}", f.engine.targets());
+}
+
+#[test]
+fn http2_preface_passes_only_when_everything_is_allowed() {
+    if skip_unless_root() {
+        return;
+    }
+    let f = Fixture::start(&[
+        ("audit", "access: {preset: full}"),
+        ("ro", "access: read-only"),
+    ]);
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut c = f.client("audit");
+    c.send(PREFACE);
+    c.send(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    c.s.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.s.read_to_end(&mut got).unwrap();
+    assert_eq!(&got[..PREFACE.len()], PREFACE, "passed through raw");
+
+    let mut c = f.client("ro");
+    c.send(PREFACE);
+    let mut got = Vec::new();
+    c.s.read_to_end(&mut got).unwrap();
+    // An empty SETTINGS frame, then GOAWAY with HTTP_1_1_REQUIRED (0xd).
+    assert_eq!(&got[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    assert_eq!(got[12], 7, "GOAWAY");
+    assert_eq!(&got[22..26], &[0, 0, 0, 0x0d]);
+    assert!(String::from_utf8_lossy(&got[26..]).contains("use HTTP/1.1"));
+    assert_eq!(f.engine.targets(), ["PRI *"]);
+}
