@@ -16,7 +16,6 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -25,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sockbroker_e2e::*;
+use sockbroker_e2e::{output_text as text, run_cmd as output_within};
 
 /// The image setup.sh imports into every engine.
 const IMAGE: &str = "tenant:local";
@@ -72,39 +72,14 @@ fn cname(what: &str) -> String {
     )
 }
 
-/// Run `cmd` (stdin from /dev/null) with captured output; kill it at `deadline`.
-fn output_within(mut cmd: Command, deadline: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    wait_output(child, deadline)
-}
-
 /// `output_within` with the deadline for one docker command.
 fn output(cmd: Command) -> Output {
     output_within(cmd, CMD_DEADLINE)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Run `cmd`; panic with its output unless it succeeds; return stdout.
 fn ok(cmd: Command) -> String {
-    let what = format!("{cmd:?}");
-    let o = output(cmd);
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\n{}",
-        o.status,
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    run_ok(cmd, CMD_DEADLINE)
 }
 
 /// `docker run --rm --network none --pull never` on engine `n`, with the tenant
@@ -144,7 +119,7 @@ fn churn(name: &str) {
 
 /// Both engines, started by setup.sh; torn down by teardown.sh on drop.
 struct Engines {
-    _lock: File,
+    _lock: nix::fcntl::Flock<File>,
 }
 
 impl Engines {
@@ -153,16 +128,7 @@ impl Engines {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let lock = File::create(root.join(".lock")).unwrap();
-        // SAFETY: flock on an open descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            eprintln!(
-                "another run holds {}; waiting",
-                root.join(".lock").display()
-            );
-            // SAFETY: as above.
-            assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-        }
+        let lock = lock_docker_root();
         let engines = Engines { _lock: lock };
         let t = Instant::now();
         let mut c = Command::new("bash");

@@ -10,14 +10,6 @@ use sockbroker_e2e::*;
 
 const ROOTMAP: u32 = 231072;
 
-fn skip_unless_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (chown to other uids, setpriv, user namespaces)");
-        return true;
-    }
-    false
-}
-
 fn config(dir: &Path, upstream: &Path, tenants: &[(&str, &str)]) -> String {
     config_yaml(dir, upstream, tenants)
 }
@@ -46,7 +38,7 @@ const CONTAINER_ROOT: &str = "uid: 231072\ngid: 231072\nmode: \"0660\"";
 
 #[test]
 fn container_uid_relays_both_ways_with_half_close() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -65,7 +57,7 @@ fn container_uid_relays_both_ways_with_half_close() {
 
 #[test]
 fn socket_has_owner_and_mode_and_no_temporary_names_remain() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -90,7 +82,7 @@ fn socket_has_owner_and_mode_and_no_temporary_names_remain() {
 
 #[test]
 fn other_uid_is_refused_by_the_file_mode() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -107,7 +99,7 @@ fn other_uid_is_refused_by_the_file_mode() {
 
 #[test]
 fn allow_list_refuses_peers_outside_it() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -128,7 +120,7 @@ fn allow_list_refuses_peers_outside_it() {
 
 #[test]
 fn client_in_a_real_user_namespace_gets_through() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -159,7 +151,7 @@ fn client_in_a_real_user_namespace_gets_through() {
 
 #[test]
 fn stale_socket_is_replaced_and_a_regular_file_is_left_alone() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -184,7 +176,7 @@ fn stale_socket_is_replaced_and_a_regular_file_is_left_alone() {
 
 #[test]
 fn two_hundred_concurrent_connections_all_exact() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -231,7 +223,7 @@ fn two_hundred_concurrent_connections_all_exact() {
 
 #[test]
 fn missing_upstream_closes_the_client_promptly_and_others_keep_working() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -261,7 +253,7 @@ fn missing_upstream_closes_the_client_promptly_and_others_keep_working() {
 
 #[test]
 fn sigterm_removes_sockets_and_exits_zero() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -276,7 +268,7 @@ fn sigterm_removes_sockets_and_exits_zero() {
 
 #[test]
 fn sigterm_drains_open_connections_until_they_finish() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -365,7 +357,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn raises_nofile_and_backs_off_when_out_of_descriptors() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -422,7 +414,7 @@ fn raises_nofile_and_backs_off_when_out_of_descriptors() {
 
 #[test]
 fn max_connections_refuses_beyond_the_limit_instead_of_queueing() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();
@@ -447,7 +439,7 @@ fn max_connections_refuses_beyond_the_limit_instead_of_queueing() {
 
 #[test]
 fn second_signal_exits_at_once_during_a_drain() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
         return;
     }
     let s = Setup::new();

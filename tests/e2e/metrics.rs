@@ -14,14 +14,6 @@ use sockbroker_e2e::*;
 /// A plain tenant the test (root) may connect to.
 const T: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
 
-fn skip_unless_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (tenant sockets are chowned)");
-        return true;
-    }
-    false
-}
-
 /// The alert rules shipped for operators.
 fn rules_file() -> PathBuf {
     workspace().join("deploy/prometheus/sockbroker-rules.yml")
@@ -204,7 +196,7 @@ fn promtool(args: &[&str], stdin: &[u8]) -> (bool, String) {
 
 #[test]
 fn exposition_passes_promtool_check_metrics() {
-    if skip_unless_root() || !have("promtool", "prometheus") {
+    if skip_unless_root("tenant sockets are chowned") || !have("promtool", "prometheus") {
         return;
     }
     let f = Fixture::start(Scene::new(), &[("a", T), ("b", T)]);
@@ -254,7 +246,7 @@ fn exposition_passes_promtool_check_metrics() {
 
 #[test]
 fn exact_counters_for_tenants_and_rejections() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let s = Scene::new();
@@ -321,7 +313,7 @@ fn exact_counters_for_tenants_and_rejections() {
 
 #[test]
 fn byte_counters_advance_while_connection_is_open() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(Scene::new(), &[("a", T)]);
@@ -364,7 +356,7 @@ fn byte_counters_advance_while_connection_is_open() {
 
 #[test]
 fn readyz_names_down_tenant_until_its_path_is_free() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let s = Scene::new();
@@ -422,7 +414,7 @@ fn readyz_names_down_tenant_until_its_path_is_free() {
 
 #[test]
 fn health_endpoints_status_codes_and_tenants_json() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let s = Scene::new();
@@ -474,7 +466,7 @@ fn health_endpoints_status_codes_and_tenants_json() {
 
 #[test]
 fn removed_tenant_series_go_after_drain_and_reload_gauges() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(Scene::new(), &[("a", T), ("b", T)]);
@@ -592,7 +584,7 @@ fn removed_tenant_series_go_after_drain_and_reload_gauges() {
 
 #[test]
 fn status_command_prints_table() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let s = Scene::new();
@@ -640,7 +632,7 @@ fn status_command_prints_table() {
 
 #[test]
 fn idle_clients_do_not_stall_metrics() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(Scene::new(), &[("a", T)]);
@@ -714,7 +706,7 @@ fn names_in_rules() -> Vec<String> {
 
 #[test]
 fn alert_rules_only_use_exported_metric_names() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let used = names_in_rules();
@@ -841,7 +833,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn real_prometheus_scrapes_the_broker() {
-    if skip_unless_root() || !have("prometheus", "prometheus") {
+    if skip_unless_root("tenant sockets are chowned") || !have("prometheus", "prometheus") {
         return;
     }
     let f = Fixture::start(Scene::new(), &[("a", T)]);

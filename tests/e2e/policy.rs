@@ -21,14 +21,6 @@ use sockbroker_e2e::*;
 /// Tenant sockets the test (root) can use.
 const OWNER: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
 
-fn skip_unless_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (tenant sockets are chowned)");
-        return true;
-    }
-    false
-}
-
 // ------------------------------------------------------------------ fake engine
 
 /// One request as the fake engine received it.
@@ -479,7 +471,7 @@ impl Fixture {
 
 #[test]
 fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[("ro", "access: read-only")]);
@@ -552,7 +544,7 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[(
@@ -617,7 +609,7 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn userns_safe_inspects_bodies() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[(
@@ -702,7 +694,7 @@ fn userns_safe_inspects_bodies() {
 
 #[test]
 fn oversized_inspected_body_is_413() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[("ci", "access: userns-safe")]);
@@ -746,7 +738,7 @@ fn oversized_inspected_body_is_413() {
 
 #[test]
 fn large_bodies_stream_through() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[("audit", "access: {preset: full}")]);
@@ -789,7 +781,7 @@ fn large_bodies_stream_through() {
 
 #[test]
 fn client_eof_ends_an_endless_stream() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[("ro", "access: read-only")]);
@@ -822,7 +814,7 @@ fn client_eof_ends_an_endless_stream() {
 
 #[test]
 fn upgrade_switches_to_raw_relay() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[("ci", "access: userns-safe")]);
@@ -867,7 +859,7 @@ fn upgrade_switches_to_raw_relay() {
 
 #[test]
 fn connection_close_is_honoured() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[("ro", "access: read-only")]);
@@ -900,7 +892,7 @@ fn connection_close_is_honoured() {
 
 #[test]
 fn unreachable_upstream_is_502() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[(
@@ -927,7 +919,7 @@ fn unreachable_upstream_is_502() {
 
 #[test]
 fn malformed_requests_are_refused() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[("audit", "access: {preset: full}")]);
@@ -958,7 +950,7 @@ fn malformed_requests_are_refused() {
 
 #[test]
 fn http2_preface_passes_only_when_everything_is_allowed() {
-    if skip_unless_root() {
+    if skip_unless_root("tenant sockets are chowned") {
         return;
     }
     let f = Fixture::start(&[

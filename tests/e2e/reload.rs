@@ -11,17 +11,9 @@ use sockbroker_e2e::*;
 
 const T: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
 
-fn skip_unless_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (socket ownership)");
-        return true;
-    }
-    false
-}
-
 #[test]
 fn add_then_remove_with_drain() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -58,7 +50,7 @@ fn add_then_remove_with_drain() {
 
 #[test]
 fn owner_and_mode_change_in_place() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -75,7 +67,7 @@ fn owner_and_mode_change_in_place() {
 
 #[test]
 fn upstream_change_applies_to_new_connections_only() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -103,7 +95,7 @@ fn upstream_change_applies_to_new_connections_only() {
 
 #[test]
 fn listen_path_moves() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -140,7 +132,7 @@ fn check_save_style(save: impl Fn(&Scene, &str)) {
 
 #[test]
 fn save_in_place() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     check_save_style(|s, text| std::fs::write(s.config(), text).unwrap());
@@ -148,7 +140,7 @@ fn save_in_place() {
 
 #[test]
 fn save_by_rename() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     check_save_style(|s, text| write_config(&s.config(), text));
@@ -156,7 +148,7 @@ fn save_by_rename() {
 
 #[test]
 fn save_by_sed_in_place() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -177,7 +169,7 @@ fn save_by_sed_in_place() {
 
 #[test]
 fn save_by_delete_then_recreate() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     check_save_style(|s, text| {
@@ -189,7 +181,7 @@ fn save_by_delete_then_recreate() {
 
 #[test]
 fn kubernetes_configmap_symlink_swap() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -219,7 +211,7 @@ fn kubernetes_configmap_symlink_swap() {
 
 #[test]
 fn burst_of_fifty_edits_converges_to_the_last() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -239,7 +231,7 @@ fn burst_of_fifty_edits_converges_to_the_last() {
 
 #[test]
 fn invalid_edit_changes_nothing_and_a_later_valid_edit_applies() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -275,7 +267,7 @@ fn invalid_edit_changes_nothing_and_a_later_valid_edit_applies() {
 
 #[test]
 fn sighup_reloads_with_watching_off() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -288,7 +280,7 @@ fn sighup_reloads_with_watching_off() {
 
 #[test]
 fn poll_watch_mode_follows_edits() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -303,7 +295,7 @@ fn poll_watch_mode_follows_edits() {
 
 #[test]
 fn tenant_blocked_by_a_file_comes_up_once_it_is_removed() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();
@@ -323,7 +315,7 @@ fn tenant_blocked_by_a_file_comes_up_once_it_is_removed() {
 
 #[test]
 fn thousand_tenants_adding_one_touches_no_other() {
-    if skip_unless_root() {
+    if skip_unless_root("socket ownership") {
         return;
     }
     let s = Scene::new();

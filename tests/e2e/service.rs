@@ -13,23 +13,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use sockbroker_e2e::*;
+use sockbroker_e2e::{output_text as text, run_cmd as run, run_ok as ok};
 
 /// Host uid/gid of root in `--userns-remap=default` containers (dockremap 231072:65536).
 const ROOTMAP: u32 = 231072;
-
-fn skip_unless_root() -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (chown to other uids, setpriv)");
-        return true;
-    }
-    false
-}
 
 /// True when `prog` runs (with `arg`); otherwise prints why the test is skipped.
 fn have(prog: &str, arg: &str, install: &str) -> bool {
@@ -45,36 +38,6 @@ fn have(prog: &str, arg: &str, install: &str) -> bool {
     ok
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Run `cmd` with stdin from /dev/null and a deadline; return its output.
-fn run(mut cmd: Command, deadline: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    wait_output(child, deadline)
-}
-
-/// Run `cmd`; panic with its output unless it succeeds; return stdout.
-fn ok(cmd: Command, deadline: Duration) -> String {
-    let what = format!("{cmd:?}");
-    let o = run(cmd, deadline);
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\n{}",
-        o.status,
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn deploy(rel: &str) -> PathBuf {
     workspace().join("deploy").join(rel)
 }
@@ -85,16 +48,8 @@ fn read(p: &Path) -> String {
 
 /// CLOCK_MONOTONIC in microseconds (what MONOTONIC_USEC= carries).
 fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
-        0
-    );
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1_000
 }
 
 // ---------------------------------------------------------------------------
@@ -194,7 +149,7 @@ impl NotifySocket {
 /// a change, a rejected file), STOPPING=1 on SIGTERM.
 #[test]
 fn sd_notify_ready_status_reloading_stopping() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv") {
         return;
     }
     const T: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
@@ -553,7 +508,7 @@ fn syscall_group(group: &str) -> BTreeSet<String> {
 /// allowed — a filtered call would fail with EPERM in production only.
 #[test]
 fn broker_syscalls_fit_the_units_seccomp_filter() {
-    if skip_unless_root()
+    if skip_unless_root("chown to other uids, setpriv")
         || !have("strace", "-V", "apt-get install strace")
         || !have("systemd-analyze", "--version", "apt-get install systemd")
     {
@@ -743,7 +698,9 @@ fn proc_status(pid: u32, key: &str) -> String {
 /// relays for a client of that uid, is re-owned in place on reload, and is
 /// removed on SIGTERM.
 fn run_with_only_chown_and_fowner(who: Identity) {
-    if skip_unless_root() || !have("setpriv", "--version", "apt-get install util-linux") {
+    if skip_unless_root("chown to other uids, setpriv")
+        || !have("setpriv", "--version", "apt-get install util-linux")
+    {
         return;
     }
     let s = Scene::new();
@@ -1217,7 +1174,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 /// label it groups or filters by exists on the series it uses.
 #[test]
 fn grafana_dashboard_queries_only_exported_metrics() {
-    if skip_unless_root() {
+    if skip_unless_root("chown to other uids, setpriv") {
         return;
     }
     const T: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
@@ -1387,7 +1344,9 @@ fn dockerfiles_share_the_final_stage() {
 /// to an upstream on the host, and is removed by `docker stop`.
 #[test]
 fn container_image_builds_and_runs_without_network() {
-    if skip_unless_root() || !have("dockerd", "--version", "apt-get install docker.io") {
+    if skip_unless_root("chown to other uids, setpriv")
+        || !have("dockerd", "--version", "apt-get install docker.io")
+    {
         return;
     }
     let bin = static_binary();

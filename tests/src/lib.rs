@@ -68,6 +68,47 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
     }
 }
 
+/// Print a SKIPPED line and return true unless running as root; `needs` says why
+/// root is needed.
+pub fn skip_unless_root(needs: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root ({needs})");
+        return true;
+    }
+    false
+}
+
+/// A command's stdout followed by its stderr, for failure messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Run `cmd` with stdin from /dev/null and a deadline; return its output.
+pub fn run_cmd(mut cmd: Command, deadline: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    wait_output(child, deadline)
+}
+
+/// Run `cmd`; panic with its output unless it succeeds; return stdout.
+pub fn run_ok(cmd: Command, deadline: Duration) -> String {
+    let what = format!("{cmd:?}");
+    let o = run_cmd(cmd, deadline);
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\n{}",
+        o.status,
+        output_text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// True when running as root (needed for other uids and user namespaces).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -118,17 +159,26 @@ impl Broker {
             None => Command::new(broker_bin()),
         };
         cmd.arg("run").arg("--config").arg(config).args(args);
-        cmd.env(
-            "RUST_LOG",
-            std::env::var("SB_TEST_LOG").unwrap_or_else(|_| "debug".into()),
-        );
         for (k, v) in envs {
             cmd.env(k, v);
+        }
+        Self::spawn(cmd)
+    }
+
+    /// Start an arbitrary command that execs `sockbroker run …` in the same
+    /// process (e.g. `setpriv … sockbroker run …`), with its stderr captured
+    /// like [`Broker::start`] does. `RUST_LOG` is set unless `cmd` sets it.
+    pub fn spawn(mut cmd: Command) -> Broker {
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("SB_TEST_LOG").unwrap_or_else(|_| "debug".into()),
+            );
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn sockbroker");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let l2 = log.clone();
@@ -592,44 +642,27 @@ pub fn start_with_metrics(
     panic!("could not start the broker on a free port");
 }
 
-impl Broker {
-    /// Start an arbitrary command that execs `sockbroker run …` in the same
-    /// process (e.g. `setpriv … sockbroker run …`), with its stderr captured
-    /// like [`Broker::start`] does. `RUST_LOG` is set unless `cmd` sets it.
-    pub fn spawn(mut cmd: Command) -> Broker {
-        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
-            cmd.env(
-                "RUST_LOG",
-                std::env::var("SB_TEST_LOG").unwrap_or_else(|_| "debug".into()),
-            );
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("SB_TEST_ECHO").is_some() {
-                    eprintln!("[broker] {line}");
-                }
-                let mut l = l2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Broker { child, log }
-    }
-}
-
 /// Where tests/docker/setup.sh keeps its engines (`$SB_DOCKER_ROOT`).
 pub fn docker_root() -> PathBuf {
     std::env::var_os("SB_DOCKER_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/var/lib/sockbroker-test".into())
+}
+
+/// Take the exclusive lock that serializes test runs using the Docker engines
+/// (`$SB_DOCKER_ROOT/.lock`), waiting for another run if needed.
+pub fn lock_docker_root() -> nix::fcntl::Flock<std::fs::File> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = docker_root().join(".lock");
+    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((file, _)) => {
+            eprintln!("another run holds {}; waiting", path.display());
+            Flock::lock(file, FlockArg::LockExclusive)
+                .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", path.display()))
+        }
+    }
 }
 
 /// One network-less Docker engine from tests/docker/setup.sh (`engine N USER`),
@@ -641,30 +674,18 @@ pub struct DockerEngine {
     pub n: usize,
     /// Its API socket.
     pub sock: PathBuf,
-    _lock: std::fs::File,
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl DockerEngine {
     /// Take the lock (waiting for other runs), then start engine `n` remapped to
     /// `remap_user` (dockremap or sbtenant2). Err with setup.sh's output on failure.
     pub fn start(n: usize, remap_user: &str) -> Result<DockerEngine, String> {
-        use std::os::fd::AsRawFd;
         let root = docker_root();
         std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| format!("{}: {e}", root.display()))?;
-        let lock = std::fs::File::create(root.join(".lock")).map_err(|e| e.to_string())?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            eprintln!(
-                "another run holds {}; waiting",
-                root.join(".lock").display()
-            );
-            // SAFETY: as above.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err("flock failed".into());
-            }
-        }
+        let lock = lock_docker_root();
         let mut c = Command::new("bash");
         c.arg(workspace().join("tests/docker/setup.sh"))
             .args(["engine", &n.to_string(), remap_user])

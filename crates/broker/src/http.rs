@@ -236,15 +236,37 @@ macro_rules! first_byte_impl {
 first_byte_impl!(tokio::net::TcpStream);
 first_byte_impl!(tokio::net::UnixStream);
 
+/// The two listener kinds `metrics.listen` can name (TCP and Unix).
+trait Accept: Send + 'static {
+    /// The accepted stream.
+    type Io: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + FirstByte
+        + Unpin
+        + Send
+        + Sync
+        + 'static;
+    /// Accept one connection.
+    fn accept_io(&self) -> impl std::future::Future<Output = std::io::Result<Self::Io>> + Send;
+}
+
+macro_rules! accept_impl {
+    ($l:ty, $io:ty) => {
+        impl Accept for $l {
+            type Io = $io;
+            async fn accept_io(&self) -> std::io::Result<$io> {
+                self.accept().await.map(|(s, _)| s)
+            }
+        }
+    };
+}
+accept_impl!(tokio::net::TcpListener, tokio::net::TcpStream);
+accept_impl!(tokio::net::UnixListener, tokio::net::UnixStream);
+
 /// Accept with at most [`MAX_CONNECTIONS`] served at once, until `stop`. A
 /// connection takes a serving slot only once its first byte arrived, so clients
 /// that connect and send nothing cannot keep the slots from real scrapers.
-async fn accept_loop<F, Fut, IO>(mut accept: F, state: State, stop: CancellationToken)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<IO>>,
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + FirstByte + Unpin + Send + Sync + 'static,
-{
+async fn accept_loop<L: Accept>(listener: L, state: State, stop: CancellationToken) {
     let serving = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let open = Arc::new(Semaphore::new(MAX_OPEN));
     loop {
@@ -257,7 +279,7 @@ where
         };
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
-            r = accept() => r,
+            r = listener.accept_io() => r,
         };
         match accepted {
             Ok(io) => {
@@ -305,15 +327,7 @@ pub async fn serve(
                 )
             })?;
             local_addr = l.local_addr()?.to_string();
-            let l = Arc::new(l);
-            tokio::spawn(accept_loop(
-                move || {
-                    let l = l.clone();
-                    async move { l.accept().await.map(|(s, _)| s) }
-                },
-                state,
-                stop.clone(),
-            ));
+            tokio::spawn(accept_loop(l, state, stop.clone()));
         }
         MetricsListen::Unix(path) => {
             let (l, file) = crate::socket::bind(
@@ -326,15 +340,7 @@ pub async fn serve(
             let l = tokio::net::UnixListener::from_std(l)?;
             local_addr = format!("unix:{}", path.display());
             socket = Some(file);
-            let l = Arc::new(l);
-            tokio::spawn(accept_loop(
-                move || {
-                    let l = l.clone();
-                    async move { l.accept().await.map(|(s, _)| s) }
-                },
-                state,
-                stop.clone(),
-            ));
+            tokio::spawn(accept_loop(l, state, stop.clone()));
         }
     }
     tracing::info!(listen = %local_addr, "serving /metrics, /healthz, /readyz, /tenants");
