@@ -115,9 +115,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(config = %opts.config.display(), tenants = cfg.tenants.len(), down = summary.down,
         "sockbroker started");
     let mut applied_hash = content_hash(&text);
-    let mut current = cfg;
+    // Only the metrics section is kept: the supervisor holds the tenants
+    // (one shared copy of each spec).
+    let mut current_metrics = cfg.metrics;
 
-    let http = match &current.metrics {
+    let http = match &current_metrics {
         Some(m) => Some(
             crate::http::serve(m.listen.clone(), metrics.clone(), sup.registry())
                 .await
@@ -171,7 +173,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             &mut sup,
             &metrics,
             &mut applied_hash,
-            &mut current,
+            &mut current_metrics,
             force,
         ) || force;
         status = status_line(&sup);
@@ -231,7 +233,7 @@ fn reload(
     sup: &mut Supervisor,
     metrics: &Metrics,
     applied_hash: &mut u64,
-    current: &mut config::Config,
+    current_metrics: &mut Option<config::MetricsConfig>,
     force: bool,
 ) -> bool {
     let text = match read_config(opts) {
@@ -256,13 +258,13 @@ fn reload(
     }
     match config::parse(&text, &opts.config, &opts.subids) {
         Ok(cfg) => {
-            if cfg.metrics != current.metrics {
+            if cfg.metrics != *current_metrics {
                 tracing::warn!("metrics.listen changed: takes effect at the next restart");
             }
             sup.retry_down();
             let s = sup.apply(&cfg.tenants);
             *applied_hash = hash;
-            *current = cfg;
+            *current_metrics = cfg.metrics;
             metrics.record_reload(true);
             tracing::info!(
                 added = s.added,

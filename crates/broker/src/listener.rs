@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::TenantSpec;
-use crate::metrics::TenantMetrics;
+use crate::metrics::{Reject, TenantMetrics};
 use crate::socket::SocketFile;
 
 /// Whether a tenant's socket is listening, and if not, why.
@@ -45,11 +45,11 @@ pub struct TenantShared {
 
 impl TenantShared {
     /// A tenant with `spec` as its settings, initially down ("not set up yet").
-    pub fn new(spec: TenantSpec, metrics: TenantMetrics) -> Arc<Self> {
-        metrics.up.set(0);
+    pub fn new(spec: Arc<TenantSpec>, metrics: TenantMetrics) -> Arc<Self> {
+        metrics.set_up(false);
         Arc::new(TenantShared {
             name: spec.name.clone(),
-            settings: watch::Sender::new(Arc::new(spec)),
+            settings: watch::Sender::new(spec),
             active: AtomicUsize::new(0),
             metrics,
             state: Mutex::new(TenantState::Down("not set up yet".into())),
@@ -63,9 +63,7 @@ impl TenantShared {
 
     /// Record up/down (state, gauge and, when down, a log line).
     pub fn set_state(&self, state: TenantState) {
-        self.metrics
-            .up
-            .set(i64::from(matches!(state, TenantState::Up)));
+        self.metrics.set_up(matches!(state, TenantState::Up));
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
@@ -190,7 +188,7 @@ struct ActiveGuard<'a>(&'a TenantShared);
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
-        self.0.metrics.active.dec();
+        self.0.metrics.closed();
     }
 }
 
@@ -225,28 +223,28 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
     let started = Instant::now();
     let spec = tenant.spec();
     let m = &tenant.metrics;
-    m.total.inc();
+    m.accepted();
     let (pid, uid, gid) = match client.peer_cred() {
         Ok(c) => (c.pid().unwrap_or(0), c.uid(), c.gid()),
         Err(e) => {
             tracing::warn!(tenant = %tenant.name, error = %e, "cannot read peer credentials; closing");
-            m.rejected_peer.inc();
+            m.rejected(Reject::PeerNotAllowed);
             return;
         }
     };
     if let Some(allow) = &spec.allow {
         if !allow.permits(uid, gid) {
-            m.rejected_peer.inc();
+            m.rejected(Reject::PeerNotAllowed);
             tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "peer_not_allowed",
                 "connection refused: peer uid/gid not in the tenant's allow list");
             return;
         }
     }
     let n = tenant.active.fetch_add(1, Ordering::Relaxed) + 1;
-    m.active.inc();
+    m.opened();
     let _guard = ActiveGuard(&tenant);
     if n > spec.max_connections {
-        m.rejected_limit.inc();
+        m.rejected(Reject::Limit);
         tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "limit", max_connections = spec.max_connections,
             "connection refused: max_connections reached");
         return;
@@ -267,29 +265,30 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
     let upstream = match upstream {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            m.rejected_upstream.inc();
+            m.rejected(Reject::UpstreamUnavailable);
             tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "upstream_unavailable",
                 upstream = %spec.upstream.display(), error = %e,
                 "connection closed: upstream unavailable");
             return;
         }
         Err(_) => {
-            m.rejected_upstream.inc();
+            m.rejected(Reject::UpstreamUnavailable);
             tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "upstream_unavailable",
                 upstream = %spec.upstream.display(), timeout = ?spec.connect_timeout,
                 "connection closed: upstream connect timed out");
             return;
         }
     };
-    m.connect.observe(connect_started.elapsed().as_secs_f64());
+    m.upstream_connected(connect_started.elapsed());
     let opts = RelayOptions {
         idle_timeout: spec.idle_timeout,
         cancel: kill,
         ..RelayOptions::default()
     };
-    let outcome = relay(client, upstream, &opts, m).await;
-    let secs = started.elapsed().as_secs_f64();
-    m.duration.observe(secs);
+    let outcome = relay(client, upstream, &opts, &**m).await;
+    let lived = started.elapsed();
+    m.connection_ended(lived);
+    let secs = lived.as_secs_f64();
     tracing::info!(
         tenant = %tenant.name, pid, uid, gid,
         bytes_upstream = outcome.bytes_upstream,

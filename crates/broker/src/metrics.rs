@@ -1,18 +1,399 @@
 //! Prometheus metrics (DESIGN.md "Metrics and HTTP endpoints"): names, types and
 //! labels exactly as the design's table lists them.
 //!
-//! Per-tenant handles ([`TenantMetrics`]) are resolved once per tenant, so the
-//! hot path increments plain atomics without label lookups. A removed tenant's
-//! series are dropped after its drain ([`Metrics::remove_tenant`]), so label
-//! sets do not grow as tenants come and go.
+//! Broker-wide metrics are ordinary `prometheus` crate metrics. Per-tenant
+//! numbers are not: the crate keeps a copy of the help text, descriptor and
+//! label pairs in every series (about 5 KB a tenant for our twelve series,
+//! docs/performance.md), which dominated the broker's memory with thousands of
+//! tenants. Instead each tenant has one [`TenantCounters`] of plain atomics
+//! (about 0.3 KB) that the data path bumps without lookups or locks, and a
+//! custom collector turns them into metric families only when `/metrics` is
+//! scraped. A removed tenant's series are dropped after its drain
+//! ([`Metrics::remove_tenant`]), so label sets do not grow as tenants come and go.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Connection rejection reasons (the `reason` label).
+/// Why a connection was closed without relaying (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Peer credentials outside the `allow` lists (or unreadable).
+    PeerNotAllowed = 0,
+    /// `max_connections` reached.
+    Limit = 1,
+    /// The upstream socket could not be reached in time.
+    UpstreamUnavailable = 2,
+}
+
+/// Connection rejection reasons (the `reason` label), indexed by [`Reject`].
 pub const REJECT_REASONS: [&str; 3] = ["peer_not_allowed", "limit", "upstream_unavailable"];
+
+/// Upper bounds (seconds) of `sockbroker_connection_duration_seconds`.
+const DURATION_BOUNDS: [f64; 12] = [
+    0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 86400.0,
+];
+/// Upper bounds (seconds) of `sockbroker_upstream_connect_duration_seconds`.
+const CONNECT_BOUNDS: [f64; 10] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1, 1.0, 5.0,
+];
+
+/// A histogram of plain atomics with fixed bounds: `N` counters, one per bound
+/// plus one for everything above the last bound. The count is the sum of the
+/// counters, so a scrape always sees buckets and count agree.
+pub struct AtomicHistogram<const N: usize> {
+    /// Upper bounds in seconds, `N - 1` of them, ascending.
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative); the last one is above every bound.
+    counts: [AtomicU64; N],
+    /// Sum of all observations in nanoseconds (u64 lasts 584 years of sum).
+    sum_ns: AtomicU64,
+}
+
+impl<const N: usize> AtomicHistogram<N> {
+    fn new(bounds: &'static [f64]) -> Self {
+        debug_assert_eq!(bounds.len() + 1, N);
+        AtomicHistogram {
+            bounds,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Record one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self.bounds.partition_point(|b| *b < secs);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_ns
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    fn to_proto(&self) -> proto::Histogram {
+        let mut cumulative = 0;
+        let mut bucket = Vec::with_capacity(N - 1);
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Relaxed);
+            bucket.push(proto::Bucket {
+                cumulative_count: Some(cumulative),
+                upper_bound: Some(*bound),
+                ..Default::default()
+            });
+        }
+        cumulative += self.counts[N - 1].load(Relaxed);
+        proto::Histogram {
+            sample_count: Some(cumulative),
+            sample_sum: Some(self.sum_ns.load(Relaxed) as f64 / 1e9),
+            bucket,
+            ..Default::default()
+        }
+    }
+}
+
+/// One tenant's numbers, as plain atomics: the data path bumps them without
+/// lookups or locks; they become series only when `/metrics` is scraped.
+pub struct TenantCounters {
+    /// The `tenant` label.
+    name: String,
+    /// Whether the tenant's socket is listening.
+    up: AtomicBool,
+    /// Connections open right now (the gauge; a tenant added again while its
+    /// old self drains shares it, as the series is the same).
+    active: AtomicUsize,
+    /// Every accepted connection, including rejected ones.
+    total: AtomicU64,
+    /// Rejected connections, indexed by [`Reject`].
+    rejected: [AtomicU64; 3],
+    /// Bytes client → upstream.
+    bytes_upstream: AtomicU64,
+    /// Bytes upstream → client.
+    bytes_downstream: AtomicU64,
+    /// How long relayed connections lived.
+    duration: AtomicHistogram<13>,
+    /// How long connecting to the upstream took.
+    connect: AtomicHistogram<11>,
+    /// Set once the tenant served a connection in access-policy mode: only then
+    /// does it have `sockbroker_requests_total` series.
+    policy_seen: AtomicBool,
+    /// Policy-mode requests allowed.
+    requests_allowed: AtomicU64,
+    /// Policy-mode requests denied.
+    requests_denied: AtomicU64,
+}
+
+/// A tenant's shared metric handle.
+pub type TenantMetrics = Arc<TenantCounters>;
+
+impl TenantCounters {
+    fn new(name: &str) -> Self {
+        TenantCounters {
+            name: name.to_owned(),
+            up: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            total: AtomicU64::new(0),
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            bytes_upstream: AtomicU64::new(0),
+            bytes_downstream: AtomicU64::new(0),
+            duration: AtomicHistogram::new(&DURATION_BOUNDS),
+            connect: AtomicHistogram::new(&CONNECT_BOUNDS),
+            policy_seen: AtomicBool::new(false),
+            requests_allowed: AtomicU64::new(0),
+            requests_denied: AtomicU64::new(0),
+        }
+    }
+
+    /// Record whether the tenant is listening.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Relaxed);
+    }
+
+    /// One more accepted connection.
+    pub fn accepted(&self) {
+        self.total.fetch_add(1, Relaxed);
+    }
+
+    /// One more connection closed without relaying.
+    pub fn rejected(&self, why: Reject) {
+        self.rejected[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A relayed connection ended after `d`.
+    pub fn connection_ended(&self, d: Duration) {
+        self.duration.observe(d);
+    }
+
+    /// Connecting to the upstream took `d`.
+    pub fn upstream_connected(&self, d: Duration) {
+        self.connect.observe(d);
+    }
+
+    /// The tenant serves in access-policy mode: give it `requests_total` series.
+    pub fn policy_mode(&self) {
+        self.policy_seen.store(true, Relaxed);
+    }
+
+    /// One policy-mode request and its verdict.
+    pub fn request(&self, allowed: bool) {
+        let c = if allowed {
+            &self.requests_allowed
+        } else {
+            &self.requests_denied
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// A connection passed the peer check and counts as active.
+    pub fn opened(&self) {
+        self.active.fetch_add(1, Relaxed);
+    }
+
+    /// An active connection ended.
+    pub fn closed(&self) {
+        self.active.fetch_sub(1, Relaxed);
+    }
+}
+
+impl sockbroker_relay::ByteSink for TenantCounters {
+    fn add(&self, dir: sockbroker_relay::Direction, n: u64) {
+        match dir {
+            sockbroker_relay::Direction::Upstream => self.bytes_upstream.fetch_add(n, Relaxed),
+            sockbroker_relay::Direction::Downstream => self.bytes_downstream.fetch_add(n, Relaxed),
+        };
+    }
+}
+
+/// The tenants whose numbers `/metrics` shows, by name.
+type TenantTable = Arc<Mutex<BTreeMap<String, TenantMetrics>>>;
+
+/// The per-tenant metric families, built from [`TenantCounters`] at scrape
+/// time one family at a time, so a scrape never holds every series at once.
+struct TenantCollector {
+    /// Every tenant's counters; locked only to add, remove or list tenants.
+    tenants: TenantTable,
+}
+
+/// Name, help, type and label names (besides `tenant`) of the per-tenant families.
+const TENANT_FAMILIES: [(&str, &str, MetricType, &[&str]); 8] = [
+    (
+        "sockbroker_tenant_up",
+        "Whether the tenant's socket is listening (1) or down (0).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "sockbroker_connections_active",
+        "Connections currently open through the tenant.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "sockbroker_connections_total",
+        "Connections accepted on the tenant's socket, including rejected ones.",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
+        "sockbroker_connections_rejected_total",
+        "Connections closed without relaying, by reason.",
+        MetricType::COUNTER,
+        &["reason"],
+    ),
+    (
+        "sockbroker_bytes_total",
+        "Bytes relayed; direction upstream = client to upstream, downstream = back.",
+        MetricType::COUNTER,
+        &["direction"],
+    ),
+    (
+        "sockbroker_connection_duration_seconds",
+        "Lifetime of relayed connections.",
+        MetricType::HISTOGRAM,
+        &[],
+    ),
+    (
+        "sockbroker_upstream_connect_duration_seconds",
+        "Time to connect to the upstream socket.",
+        MetricType::HISTOGRAM,
+        &[],
+    ),
+    (
+        "sockbroker_requests_total",
+        "HTTP requests seen in access-policy mode, by verdict.",
+        MetricType::COUNTER,
+        &["verdict"],
+    ),
+];
+
+fn label(name: &str, value: &str) -> LabelPair {
+    LabelPair {
+        name: Some(name.to_owned()),
+        value: Some(value.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// A series: the `tenant` label plus at most one other, sorted by label name
+/// as the text format's readers (and our tests) expect.
+fn series(tenant: &str, extra: Option<(&str, &str)>) -> proto::Metric {
+    let mut labels = vec![label("tenant", tenant)];
+    if let Some((k, v)) = extra {
+        labels.push(label(k, v));
+        labels.sort_by(|a, b| a.name().cmp(b.name()));
+    }
+    proto::Metric::from_label(labels)
+}
+
+fn counter(v: u64) -> proto::Counter {
+    proto::Counter {
+        value: Some(v as f64),
+        ..Default::default()
+    }
+}
+
+fn gauge(v: f64) -> proto::Gauge {
+    proto::Gauge {
+        value: Some(v),
+        ..Default::default()
+    }
+}
+
+impl TenantCollector {
+    /// The series of family `i` (an index into [`TENANT_FAMILIES`]) for one tenant.
+    fn push_series(i: usize, t: &TenantCounters, out: &mut Vec<proto::Metric>) {
+        let n = t.name.as_str();
+        let mut m;
+        match i {
+            0 => {
+                m = series(n, None);
+                m.set_gauge(gauge(f64::from(u8::from(t.up.load(Relaxed)))));
+            }
+            1 => {
+                m = series(n, None);
+                m.set_gauge(gauge(t.active.load(Relaxed) as f64));
+            }
+            2 => {
+                m = series(n, None);
+                m.set_counter(counter(t.total.load(Relaxed)));
+            }
+            3 => {
+                for (reason, c) in REJECT_REASONS.iter().zip(&t.rejected) {
+                    let mut m = series(n, Some(("reason", reason)));
+                    m.set_counter(counter(c.load(Relaxed)));
+                    out.push(m);
+                }
+                return;
+            }
+            4 => {
+                for (dir, c) in [
+                    ("upstream", &t.bytes_upstream),
+                    ("downstream", &t.bytes_downstream),
+                ] {
+                    let mut m = series(n, Some(("direction", dir)));
+                    m.set_counter(counter(c.load(Relaxed)));
+                    out.push(m);
+                }
+                return;
+            }
+            5 => {
+                m = series(n, None);
+                m.set_histogram(t.duration.to_proto());
+            }
+            6 => {
+                m = series(n, None);
+                m.set_histogram(t.connect.to_proto());
+            }
+            _ => {
+                if !t.policy_seen.load(Relaxed) {
+                    return;
+                }
+                for (verdict, c) in [
+                    ("allowed", &t.requests_allowed),
+                    ("denied", &t.requests_denied),
+                ] {
+                    let mut m = series(n, Some(("verdict", verdict)));
+                    m.set_counter(counter(c.load(Relaxed)));
+                    out.push(m);
+                }
+                return;
+            }
+        }
+        out.push(m);
+    }
+}
+
+impl TenantCollector {
+    /// Family `i` of [`TENANT_FAMILIES`] with one or more series per tenant.
+    fn family(&self, i: usize, tenants: &[TenantMetrics]) -> MetricFamily {
+        let (name, help, kind, _) = TENANT_FAMILIES[i];
+        let mut metric = Vec::with_capacity(tenants.len());
+        for t in tenants {
+            Self::push_series(i, t, &mut metric);
+        }
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_owned());
+        f.set_help(help.to_owned());
+        f.set_field_type(kind);
+        f.set_metric(metric);
+        f
+    }
+
+    /// Every tenant's handle, copied out so the lock is not held while rendering.
+    fn snapshot(&self) -> Vec<TenantMetrics> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
 
 /// Every metric the broker exports, registered in one registry.
 #[derive(Clone)]
@@ -27,52 +408,8 @@ pub struct Metrics {
     config_reloads_total: IntCounterVec,
     /// Number of configured tenants (up or down).
     pub tenants: IntGauge,
-    tenant_up: IntGaugeVec,
-    connections_active: IntGaugeVec,
-    connections_total: IntCounterVec,
-    connections_rejected_total: IntCounterVec,
-    bytes_total: IntCounterVec,
-    connection_duration_seconds: HistogramVec,
-    upstream_connect_duration_seconds: HistogramVec,
-    /// Policy-mode request verdicts; no series until a tenant uses an access policy.
-    pub requests_total: IntCounterVec,
-}
-
-/// One tenant's metric handles, resolved once so the data path does no lookups.
-#[derive(Clone)]
-pub struct TenantMetrics {
-    /// 1 while the tenant's socket is listening.
-    pub up: IntGauge,
-    /// Connections currently relayed (or being set up).
-    pub active: IntGauge,
-    /// Every accepted connection, including rejected ones.
-    pub total: IntCounter,
-    /// Rejected: peer credentials outside the `allow` lists.
-    pub rejected_peer: IntCounter,
-    /// Rejected: `max_connections` reached.
-    pub rejected_limit: IntCounter,
-    /// Rejected: the upstream socket could not be reached in time.
-    pub rejected_upstream: IntCounter,
-    /// Bytes client → upstream.
-    pub bytes_upstream: IntCounter,
-    /// Bytes upstream → client.
-    pub bytes_downstream: IntCounter,
-    /// How long relayed connections lived.
-    pub duration: Histogram,
-    /// How long connecting to the upstream took.
-    pub connect: Histogram,
-    /// `sockbroker_requests_total` (labels `tenant`, `verdict`): resolved by the
-    /// policy relay per connection, so only tenants with a policy have series.
-    pub requests: IntCounterVec,
-}
-
-impl sockbroker_relay::ByteSink for TenantMetrics {
-    fn add(&self, dir: sockbroker_relay::Direction, n: u64) {
-        match dir {
-            sockbroker_relay::Direction::Upstream => self.bytes_upstream.inc_by(n),
-            sockbroker_relay::Direction::Downstream => self.bytes_downstream.inc_by(n),
-        }
-    }
+    /// Per-tenant counters by tenant name, rendered after the registry's families.
+    per_tenant: Arc<TenantCollector>,
 }
 
 impl Default for Metrics {
@@ -81,7 +418,7 @@ impl Default for Metrics {
     }
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+fn reg<T: Collector + Clone + 'static>(r: &Registry, c: T) -> T {
     r.register(Box::new(c.clone()))
         .expect("metric names are unique constants");
     c
@@ -108,7 +445,6 @@ impl Metrics {
             r.register(Box::new(pc))
                 .expect("process collector registers once");
         }
-        let tenant = &["tenant"];
         Metrics {
             config_last_reload_successful: reg(
                 &r,
@@ -141,150 +477,32 @@ impl Metrics {
                 &r,
                 IntGauge::new("sockbroker_tenants", "Number of configured tenants.").unwrap(),
             ),
-            tenant_up: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "sockbroker_tenant_up",
-                        "Whether the tenant's socket is listening (1) or down (0).",
-                    ),
-                    tenant,
-                )
-                .unwrap(),
-            ),
-            connections_active: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "sockbroker_connections_active",
-                        "Connections currently open through the tenant.",
-                    ),
-                    tenant,
-                )
-                .unwrap(),
-            ),
-            connections_total: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "sockbroker_connections_total",
-                        "Connections accepted on the tenant's socket, including rejected ones.",
-                    ),
-                    tenant,
-                )
-                .unwrap(),
-            ),
-            connections_rejected_total: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "sockbroker_connections_rejected_total",
-                        "Connections closed without relaying, by reason.",
-                    ),
-                    &["tenant", "reason"],
-                )
-                .unwrap(),
-            ),
-            bytes_total: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "sockbroker_bytes_total",
-                        "Bytes relayed; direction upstream = client to upstream, downstream = back.",
-                    ),
-                    &["tenant", "direction"],
-                )
-                .unwrap(),
-            ),
-            connection_duration_seconds: reg(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "sockbroker_connection_duration_seconds",
-                        "Lifetime of relayed connections.",
-                    )
-                    .buckets(vec![
-                        0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
-                        86400.0,
-                    ]),
-                    tenant,
-                )
-                .unwrap(),
-            ),
-            upstream_connect_duration_seconds: reg(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "sockbroker_upstream_connect_duration_seconds",
-                        "Time to connect to the upstream socket.",
-                    )
-                    .buckets(vec![
-                        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1, 1.0, 5.0,
-                    ]),
-                    tenant,
-                )
-                .unwrap(),
-            ),
-            requests_total: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "sockbroker_requests_total",
-                        "HTTP requests seen in access-policy mode, by verdict.",
-                    ),
-                    &["tenant", "verdict"],
-                )
-                .unwrap(),
-            ),
+            per_tenant: Arc::new(TenantCollector {
+                tenants: TenantTable::default(),
+            }),
             registry: r,
         }
     }
 
-    /// Resolve (creating the series of) one tenant's metrics.
+    /// One tenant's counters, created (with its series) on first use. A tenant
+    /// added again while its old self still drains shares the old counters.
     pub fn tenant(&self, name: &str) -> TenantMetrics {
-        let rej = |reason: &str| {
-            self.connections_rejected_total
-                .with_label_values(&[name, reason])
-        };
-        TenantMetrics {
-            up: self.tenant_up.with_label_values(&[name]),
-            active: self.connections_active.with_label_values(&[name]),
-            total: self.connections_total.with_label_values(&[name]),
-            rejected_peer: rej(REJECT_REASONS[0]),
-            rejected_limit: rej(REJECT_REASONS[1]),
-            rejected_upstream: rej(REJECT_REASONS[2]),
-            bytes_upstream: self.bytes_total.with_label_values(&[name, "upstream"]),
-            bytes_downstream: self.bytes_total.with_label_values(&[name, "downstream"]),
-            duration: self.connection_duration_seconds.with_label_values(&[name]),
-            connect: self
-                .upstream_connect_duration_seconds
-                .with_label_values(&[name]),
-            requests: self.requests_total.clone(),
-        }
+        self.per_tenant
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(TenantCounters::new(name)))
+            .clone()
     }
 
     /// Drop every series of a tenant (after its drain ended).
     pub fn remove_tenant(&self, name: &str) {
-        let _ = self.tenant_up.remove_label_values(&[name]);
-        let _ = self.connections_active.remove_label_values(&[name]);
-        let _ = self.connections_total.remove_label_values(&[name]);
-        for reason in REJECT_REASONS {
-            let _ = self
-                .connections_rejected_total
-                .remove_label_values(&[name, reason]);
-        }
-        for dir in ["upstream", "downstream"] {
-            let _ = self.bytes_total.remove_label_values(&[name, dir]);
-        }
-        let _ = self
-            .connection_duration_seconds
-            .remove_label_values(&[name]);
-        let _ = self
-            .upstream_connect_duration_seconds
-            .remove_label_values(&[name]);
-        for verdict in ["allowed", "denied"] {
-            let _ = self.requests_total.remove_label_values(&[name, verdict]);
-        }
+        self.per_tenant
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     /// Record a (re)load attempt.
@@ -307,12 +525,21 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of everything registered.
+    /// The Prometheus text exposition: the registry's families, then the
+    /// per-tenant families, each built and encoded in turn.
     pub fn render(&self) -> String {
+        let enc = TextEncoder::new();
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+        enc.encode(&self.registry.gather(), &mut buf)
             .expect("text encoding into a Vec cannot fail");
+        let tenants = self.per_tenant.snapshot();
+        for i in 0..TENANT_FAMILIES.len() {
+            let family = self.per_tenant.family(i, &tenants);
+            if !family.get_metric().is_empty() {
+                enc.encode(&[family], &mut buf)
+                    .expect("text encoding into a Vec cannot fail");
+            }
+        }
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
 }
@@ -320,23 +547,96 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sockbroker_relay::{ByteSink, Direction};
 
     #[test]
     fn tenant_series_appear_and_are_removed() {
         let m = Metrics::new();
         let t = m.tenant("ci");
-        t.total.inc();
-        t.bytes_upstream.inc_by(10);
+        t.accepted();
+        t.add(Direction::Upstream, 10);
+        t.rejected(Reject::Limit);
+        t.set_up(true);
         let text = m.render();
         assert!(
             text.contains("sockbroker_connections_total{tenant=\"ci\"} 1"),
             "{text}"
         );
         assert!(text.contains("sockbroker_bytes_total{direction=\"upstream\",tenant=\"ci\"} 10"));
+        assert!(text.contains("sockbroker_bytes_total{direction=\"downstream\",tenant=\"ci\"} 0"));
+        assert!(text.contains(
+            "sockbroker_connections_rejected_total{reason=\"limit\",tenant=\"ci\"} 1"
+        ));
+        assert!(text.contains("sockbroker_tenant_up{tenant=\"ci\"} 1"));
+        assert!(text.contains("# TYPE sockbroker_connections_total counter"));
         assert!(text.contains("sockbroker_build_info{version="));
+        // No requests series until the tenant serves in policy mode.
+        assert!(!text.contains("sockbroker_requests_total"), "{text}");
+        t.policy_mode();
+        t.request(false);
+        let text = m.render();
+        assert!(
+            text.contains("sockbroker_requests_total{tenant=\"ci\",verdict=\"denied\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("sockbroker_requests_total{tenant=\"ci\",verdict=\"allowed\"} 0"));
         m.remove_tenant("ci");
         let text = m.render();
         assert!(!text.contains("tenant=\"ci\""), "{text}");
+        assert!(!text.contains("sockbroker_tenant_up"), "{text}");
+    }
+
+    #[test]
+    fn same_name_shares_counters_until_removed() {
+        let m = Metrics::new();
+        m.tenant("a").accepted();
+        m.tenant("a").accepted();
+        assert!(m
+            .render()
+            .contains("sockbroker_connections_total{tenant=\"a\"} 2"));
+        m.remove_tenant("a");
+        m.tenant("a").accepted();
+        assert!(m
+            .render()
+            .contains("sockbroker_connections_total{tenant=\"a\"} 1"));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_match_the_count() {
+        let m = Metrics::new();
+        let t = m.tenant("h");
+        for ms in [0, 3, 3, 40, 100_000_000] {
+            t.connection_ended(Duration::from_millis(ms));
+        }
+        // Exactly on a bound counts in that bucket (le = "less or equal").
+        t.upstream_connected(Duration::from_micros(100));
+        let text = m.render();
+        let want = [
+            "sockbroker_connection_duration_seconds_bucket{tenant=\"h\",le=\"0.001\"} 1",
+            "sockbroker_connection_duration_seconds_bucket{tenant=\"h\",le=\"0.005\"} 3",
+            "sockbroker_connection_duration_seconds_bucket{tenant=\"h\",le=\"0.025\"} 3",
+            "sockbroker_connection_duration_seconds_bucket{tenant=\"h\",le=\"0.1\"} 4",
+            "sockbroker_connection_duration_seconds_bucket{tenant=\"h\",le=\"86400\"} 4",
+            "sockbroker_connection_duration_seconds_bucket{tenant=\"h\",le=\"+Inf\"} 5",
+            "sockbroker_connection_duration_seconds_sum{tenant=\"h\"} 100000.046",
+            "sockbroker_connection_duration_seconds_count{tenant=\"h\"} 5",
+            "sockbroker_upstream_connect_duration_seconds_bucket{tenant=\"h\",le=\"0.00005\"} 0",
+            "sockbroker_upstream_connect_duration_seconds_bucket{tenant=\"h\",le=\"0.0001\"} 1",
+            "sockbroker_upstream_connect_duration_seconds_count{tenant=\"h\"} 1",
+        ];
+        for w in want {
+            assert!(text.contains(w), "missing {w} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn tenant_family_names_and_labels_are_valid() {
+        for (name, help, _, labels) in TENANT_FAMILIES {
+            let mut l = vec!["tenant".to_owned()];
+            l.extend(labels.iter().map(|s| (*s).to_owned()));
+            prometheus::core::Desc::new(name.into(), help.into(), l, Default::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! result in the order removals → changes → additions, so a path freed by a
 //! removed tenant can be taken by another in the same reload.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use crate::config::TenantSpec;
@@ -42,9 +43,11 @@ pub struct Change {
     pub settings: bool,
 }
 
-/// Compare running and desired tenants. Both maps are keyed by tenant name.
-pub fn plan(
-    running: &BTreeMap<String, TenantSpec>,
+/// Compare running and desired tenants. Both maps are keyed by tenant name;
+/// the running side may hold the specs behind `Arc`s (the supervisor shares
+/// one copy with the tenants' connections).
+pub fn plan<R: Borrow<TenantSpec>>(
+    running: &BTreeMap<String, R>,
     desired: &BTreeMap<String, TenantSpec>,
 ) -> Plan {
     let mut p = Plan::default();
@@ -54,7 +57,7 @@ pub fn plan(
         }
     }
     for (name, new) in desired {
-        match running.get(name) {
+        match running.get(name).map(Borrow::borrow) {
             None => p.to_add.push(new.clone()),
             Some(old) if old == new => {}
             Some(old) => {
@@ -200,7 +203,7 @@ mod tests {
     fn unchanged_is_empty() {
         let m = map(&[spec("a"), spec("b")]);
         assert!(plan(&m, &m).is_empty());
-        assert!(plan(&BTreeMap::new(), &BTreeMap::new()).is_empty());
+        assert!(plan(&BTreeMap::<String, TenantSpec>::new(), &BTreeMap::new()).is_empty());
     }
 
     #[test]
@@ -219,7 +222,7 @@ mod tests {
     #[test]
     fn from_empty_adds_everything_and_to_empty_removes_everything() {
         let m = map(&[spec("a"), spec("b")]);
-        let p = plan(&BTreeMap::new(), &m);
+        let p = plan(&BTreeMap::<String, TenantSpec>::new(), &m);
         assert_eq!(p.to_add.len(), 2);
         let p = plan(&m, &BTreeMap::new());
         assert_eq!(p.to_remove, vec!["a".to_string(), "b".to_string()]);
@@ -241,5 +244,16 @@ mod tests {
         let p = plan(&running, &desired);
         assert_eq!(p.to_add.len(), 1);
         assert!(p.to_change.is_empty() && p.to_remove.is_empty());
+    }
+
+    #[test]
+    fn running_specs_behind_arcs_diff_the_same() {
+        let running: BTreeMap<String, std::sync::Arc<TenantSpec>> =
+            [("a".to_owned(), std::sync::Arc::new(spec("a")))].into();
+        assert!(plan(&running, &map(&[spec("a")])).is_empty());
+        let mut moved = spec("a");
+        moved.listen = PathBuf::from("/run/elsewhere.sock");
+        let p = plan(&running, &map(&[moved]));
+        assert!(p.to_change.len() == 1 && p.to_change[0].moved);
     }
 }

@@ -48,7 +48,9 @@ pub struct Supervisor {
     /// Running tenants; only the daemon task touches this.
     tenants: BTreeMap<String, Running>,
     /// The specs last applied, the "running config" the next plan diffs against.
-    applied: BTreeMap<String, TenantSpec>,
+    /// The same `Arc`s new connections read (`TenantShared::settings`): one copy
+    /// of each spec, however many tenants there are.
+    applied: BTreeMap<String, Arc<TenantSpec>>,
     /// Published view of the tenants for HTTP/status readers.
     registry: Registry,
     /// Metric families; per-tenant handles come from here.
@@ -75,7 +77,7 @@ impl Supervisor {
     }
 
     /// Specs currently applied.
-    pub fn applied(&self) -> &BTreeMap<String, TenantSpec> {
+    pub fn applied(&self) -> &BTreeMap<String, Arc<TenantSpec>> {
         &self.applied
     }
 
@@ -113,10 +115,10 @@ impl Supervisor {
             let Some(t) = self.tenants.get_mut(&name) else {
                 continue;
             };
-            let spec = change.spec;
+            let spec = Arc::new(change.spec);
             if change.moved {
                 // Bind the new path first; only then retire the old listener.
-                t.shared.settings.send_replace(Arc::new(spec.clone()));
+                t.shared.settings.send_replace(spec.clone());
                 match bind_listener(&t.shared, &spec) {
                     Ok(h) => {
                         if let Some(old) = t.listener.replace(h) {
@@ -148,11 +150,12 @@ impl Supervisor {
                         }
                     }
                 }
-                t.shared.settings.send_replace(Arc::new(spec.clone()));
+                t.shared.settings.send_replace(spec.clone());
             }
             self.applied.insert(name, spec);
         }
         for spec in p.to_add {
+            let spec = Arc::new(spec);
             let shared = TenantShared::new(spec.clone(), self.metrics.tenant(&spec.name));
             let listener = match bind_listener(&shared, &spec) {
                 Ok(h) => {

@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use prometheus::IntCounter;
 use sockbroker_relay::{relay, ByteSink, Direction, RelayOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -40,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::TenantSpec;
 use crate::listener::TenantShared;
-use crate::metrics::TenantMetrics;
+use crate::metrics::{Reject, TenantMetrics};
 use crate::policy::{self, Decision, Policy, RealFs};
 use http1::{Chunked, Framing, RequestHead};
 
@@ -158,8 +157,8 @@ impl Stats<'_> {
 struct Audit<'a> {
     tenant: &'a str,
     peer: Peer,
-    allowed: IntCounter,
-    denied: IntCounter,
+    /// The tenant's counters (`requests_total` by verdict).
+    metrics: &'a TenantMetrics,
 }
 
 impl Audit<'_> {
@@ -192,11 +191,11 @@ pub async fn serve(
     started: Instant,
 ) {
     let m = &tenant.metrics;
+    m.policy_mode();
     let audit = Audit {
         tenant: &tenant.name,
         peer,
-        allowed: m.requests.with_label_values(&[&tenant.name, "allowed"]),
-        denied: m.requests.with_label_values(&[&tenant.name, "denied"]),
+        metrics: m,
     };
     let stats = Stats {
         metrics: m,
@@ -239,7 +238,7 @@ pub async fn serve(
                 cancel: kill,
                 ..RelayOptions::default()
             };
-            let outcome = relay(conn.client, upstream, &opts, m).await;
+            let outcome = relay(conn.client, upstream, &opts, &**m).await;
             stats
                 .up
                 .fetch_add(outcome.bytes_upstream, Ordering::Relaxed);
@@ -249,8 +248,9 @@ pub async fn serve(
             format!("raw relay: {}", outcome.end)
         }
     };
-    let secs = started.elapsed().as_secs_f64();
-    m.duration.observe(secs);
+    let lived = started.elapsed();
+    m.connection_ended(lived);
+    let secs = lived.as_secs_f64();
     tracing::info!(
         tenant = %tenant.name, pid = peer.pid, uid = peer.uid, gid = peer.gid,
         access = %spec.access,
@@ -338,7 +338,7 @@ impl Conn<'_> {
                             self.audit.tenant
                         );
                         self.requests += 1;
-                        self.audit.denied.inc();
+                        self.audit.metrics.request(false);
                         self.audit.log("-", "-", "denied", status, &e.to_string());
                         return Err(Some(Flow::End(
                             self.answer(status, &msg, true, "malformed request").await,
@@ -352,7 +352,7 @@ impl Conn<'_> {
                     http1::HeadError::TooLarge
                 );
                 self.requests += 1;
-                self.audit.denied.inc();
+                self.audit.metrics.request(false);
                 self.audit.log("-", "-", "denied", 431, "head too large");
                 return Err(Some(Flow::End(
                     self.answer(431, &msg, true, "head too large").await,
@@ -395,7 +395,7 @@ impl Conn<'_> {
         self.requests += 1;
         if self.policy.allows_everything() {
             if let Err(e) = self.connect().await {
-                self.audit.allowed.inc();
+                self.audit.metrics.request(true);
                 self.audit.log(
                     "PRI",
                     "*",
@@ -405,12 +405,12 @@ impl Conn<'_> {
                 );
                 return Flow::End(End::Refused("upstream unavailable"));
             }
-            self.audit.allowed.inc();
+            self.audit.metrics.request(true);
             self.audit
                 .log("PRI", "*", "allowed", 0, "HTTP/2 passed through");
             return self.hand_over().await;
         }
-        self.audit.denied.inc();
+        self.audit.metrics.request(false);
         self.audit
             .log("PRI", "*", "denied", 0, "HTTP/2 cannot be checked");
         let msg = format!(
@@ -477,14 +477,14 @@ impl Conn<'_> {
             tokio::time::timeout(spec.connect_timeout, UnixStream::connect(&spec.upstream)).await;
         let err = match r {
             Ok(Ok(s)) => {
-                m.connect.observe(t.elapsed().as_secs_f64());
+                m.upstream_connected(t.elapsed());
                 self.upstream = Some(s);
                 return Ok(());
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("connect timed out after {:?}", spec.connect_timeout),
         };
-        m.rejected_upstream.inc();
+        m.rejected(Reject::UpstreamUnavailable);
         tracing::warn!(tenant = %self.audit.tenant, pid = self.audit.peer.pid, uid = self.audit.peer.uid,
             gid = self.audit.peer.gid, reason = "upstream_unavailable",
             upstream = %spec.upstream.display(), error = %err,
@@ -498,7 +498,7 @@ impl Conn<'_> {
         let target = match policy::normalize(&head.target) {
             Ok(t) => t,
             Err(e) => {
-                self.audit.denied.inc();
+                self.audit.metrics.request(false);
                 let shown: String = head.target.chars().take(200).collect();
                 self.audit
                     .log(&method, &shown, "denied", 400, &e.to_string());
@@ -532,7 +532,7 @@ impl Conn<'_> {
                 let body = match self.read_body(head.body, INSPECT_LIMIT as u64).await {
                     Ok(Some(b)) => b,
                     Ok(None) => {
-                        self.audit.denied.inc();
+                        self.audit.metrics.request(false);
                         self.audit
                             .log(&method, &path, "denied", 413, "body too large to inspect");
                         let msg = format!(
@@ -552,7 +552,7 @@ impl Conn<'_> {
                 forward
             }
         };
-        self.audit.allowed.inc();
+        self.audit.metrics.request(true);
         if let Err(e) = self.connect().await {
             self.audit
                 .log(&method, &path, "allowed", 502, "upstream unavailable");
@@ -608,7 +608,7 @@ impl Conn<'_> {
     }
 
     async fn refuse(&mut self, method: &str, path: &str, reason: &str, close: bool) -> Next {
-        self.audit.denied.inc();
+        self.audit.metrics.request(false);
         self.audit.log(method, path, "denied", 403, reason);
         let msg = format!(
             "sockbroker: tenant {} may not {method} {path} ({reason})",
