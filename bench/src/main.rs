@@ -3,6 +3,10 @@
 //! real `sockbroker` binary (release build, separate process, generated
 //! config), in alternating rounds, and prints medians and ratios.
 //!
+//! The `policy` group compares, for HTTP requests to a Docker-like upstream,
+//! the direct connection, the byte relay (`access: full`) and the broker's
+//! policy relay (`access: read-only`, `access: userns-safe`).
+//!
 //! Run it with `bench/run.sh` (builds release first); `--quick` is a smoke run.
 //! Everything runs on this machine over Unix sockets; every phase is bounded in
 //! time, a watchdog ends the run if something hangs, and every process the
@@ -13,10 +17,15 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Size of the chunks streamed in the throughput scenarios.
@@ -58,7 +67,9 @@ usage: sockbroker-bench [--quick] [--rounds N] [--duration-ms MS] [--broker PATH
                         [--reload-tenants N,N] [--rust-log FILTER] [--keep]
                         [--compare PATH] [--cpu-detail] [--scratch DIR]
 
-GROUPS is a comma list of: throughput, rr, connrate, idle, tenants, reload.
+GROUPS is a comma list of: throughput, rr, connrate, idle, tenants, reload, policy.
+  policy: HTTP requests to a Docker-like upstream: direct vs the byte relay
+  (access: full) vs the policy relay (access: read-only, access: userns-safe).
 --quick: 2 rounds of 250 ms, 200 idle connections, 100/1000 tenants (smoke run).
 --broker defaults to target/release/sockbroker next to this binary.
 --rust-log is the broker's RUST_LOG (default info, as shipped: one line per connection).
@@ -359,14 +370,18 @@ async fn upstream_conn(mut s: tokio::net::UnixStream) {
     }
 }
 
+/// A tokio listener on `path`, registered with `rt`.
+fn bind_listener(rt: &tokio::runtime::Runtime, path: &Path) -> tokio::net::UnixListener {
+    let _g = rt.enter();
+    let std_l = std::os::unix::net::UnixListener::bind(path)
+        .unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+    std_l.set_nonblocking(true).unwrap();
+    tokio::net::UnixListener::from_std(std_l).unwrap()
+}
+
 fn start_upstream(rt: &tokio::runtime::Runtime, path: &Path) -> Upstream {
     let accepted = Arc::new(AtomicUsize::new(0));
-    let listener = {
-        let _g = rt.enter();
-        let std_l = std::os::unix::net::UnixListener::bind(path).expect("bind upstream");
-        std_l.set_nonblocking(true).unwrap();
-        tokio::net::UnixListener::from_std(std_l).unwrap()
-    };
+    let listener = bind_listener(rt, path);
     let acc = accepted.clone();
     rt.spawn(async move {
         loop {
@@ -386,6 +401,87 @@ fn start_upstream(rt: &tokio::runtime::Runtime, path: &Path) -> Upstream {
 }
 
 // ---------------------------------------------------------------------------
+// The Docker-like HTTP upstream (policy group), on its own socket: hyper's
+// HTTP/1.1 server (keep-alive) answering the two requests the policy scenarios
+// send the way the Docker engine does: same status codes, similar headers.
+
+/// Headers the Docker engine sends with every answer.
+const ENGINE_HEADERS: [(&str, &str); 4] = [
+    ("Api-Version", "1.41"),
+    ("Docker-Experimental", "false"),
+    ("Ostype", "linux"),
+    ("Server", "Docker/20.10.24 (linux)"),
+];
+
+/// The engine's answer to a container create.
+const CREATED: &str = "{\"Id\":\"4f1d5e0c3b2a19f8e7d6c5b4a3928170f6e5d4c3b2a1908f7e6d5c4b3a291807\",\"Warnings\":[]}\n";
+
+/// One request to the Docker-like upstream: `GET|HEAD /v1.41/_ping` → `200 OK`,
+/// `POST /v1.41/containers/create` with a JSON body → `201`, anything else `404`.
+async fn engine(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let path = req.uri().path();
+    let ping = path == "/v1.41/_ping" && matches!(*req.method(), Method::GET | Method::HEAD);
+    let create = path == "/v1.41/containers/create" && req.method() == Method::POST;
+    let json = "application/json";
+    let (status, ctype, body) = if ping {
+        (200, "text/plain; charset=utf-8", Bytes::from_static(b"OK"))
+    } else if create {
+        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+        match body {
+            Ok(b) if b.first() == Some(&b'{') => {
+                (201, json, Bytes::from_static(CREATED.as_bytes()))
+            }
+            _ => (
+                400,
+                json,
+                Bytes::from_static(b"{\"message\":\"bench upstream: no JSON body\"}\n"),
+            ),
+        }
+    } else {
+        (
+            404,
+            json,
+            Bytes::from_static(b"{\"message\":\"page not found\"}\n"),
+        )
+    };
+    let mut b = Response::builder()
+        .status(status)
+        .header("Content-Type", ctype);
+    if ping {
+        b = b
+            .header("Cache-Control", "no-cache, no-store, must-revalidate")
+            .header("Pragma", "no-cache");
+    }
+    for (k, v) in ENGINE_HEADERS {
+        b = b.header(k, v);
+    }
+    // hyper adds Content-Length (the body's size is known) and Date.
+    Ok(b.body(Full::new(body)).expect("static response"))
+}
+
+fn start_http_upstream(rt: &tokio::runtime::Runtime, path: &Path) -> PathBuf {
+    let listener = bind_listener(rt, path);
+    rt.spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(
+                                hyper_util::rt::TokioIo::new(s),
+                                hyper::service::service_fn(engine),
+                            )
+                            .await;
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    });
+    path.to_owned()
+}
+
+// ---------------------------------------------------------------------------
 // Targets
 
 /// Name of the second column: "socat", or "B" with --compare.
@@ -396,7 +492,14 @@ enum Kind {
     Direct,
     Socat,
     Broker,
+    /// Policy group: a broker tenant with `access: read-only`.
+    ReadOnly,
+    /// Policy group: a broker tenant with `access: userns-safe`.
+    UsernsSafe,
 }
+
+/// How many kinds a row can hold samples for.
+const KINDS: usize = 5;
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -404,6 +507,8 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Socat => COL2.get().copied().unwrap_or("socat"),
             Kind::Broker => "sockbroker",
+            Kind::ReadOnly => "read-only",
+            Kind::UsernsSafe => "userns-safe",
         }
     }
 }
@@ -414,7 +519,8 @@ struct Target {
     /// The relay is socat (memory and CPU are summed over its forked children).
     socat: bool,
     path: PathBuf,
-    proc: Option<Proc>,
+    /// The relay process (shared by the policy group's three tenants).
+    proc: Option<Rc<Proc>>,
 }
 
 /// Clock ticks per second for /proc/PID/stat times (USER_HZ; 100 on Linux).
@@ -541,7 +647,7 @@ fn start_socat(opts: &Opts, dir: &Path, upstream: &Path, label: &str) -> Target 
         kind: Kind::Socat,
         socat: true,
         path,
-        proc: Some(proc),
+        proc: Some(Rc::new(proc)),
     }
 }
 
@@ -624,7 +730,7 @@ fn start_broker_bin(
         kind,
         socat: false,
         path,
-        proc: Some(proc),
+        proc: Some(Rc::new(proc)),
     }
 }
 
@@ -660,7 +766,7 @@ struct Row {
     unit: &'static str,
     /// Higher is better (rates), else lower is better (latency, memory, time).
     higher_better: bool,
-    samples: [Vec<f64>; 3],
+    samples: [Vec<f64>; KINDS],
 }
 
 impl Row {
@@ -669,7 +775,7 @@ impl Row {
             name: name.into(),
             unit,
             higher_better: hb,
-            samples: [Vec::new(), Vec::new(), Vec::new()],
+            samples: Default::default(),
         }
     }
     fn push(&mut self, k: Kind, v: f64) {
@@ -722,6 +828,66 @@ fn print_table(rows: &[Row]) -> String {
             ratio(b, d),
             ratio(b, s)
         );
+    }
+    out
+}
+
+/// The policy group's table: direct, the byte relay and the two policies, with
+/// ratios to direct and to the byte relay.
+fn print_policy_table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| scenario | unit | direct | byte relay (full) | read-only | userns-safe | full/direct | read-only/direct | userns-safe/direct | read-only/full | userns-safe/full |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let (d, f, ro, ns) = (
+            r.med(Kind::Direct),
+            r.med(Kind::Broker),
+            r.med(Kind::ReadOnly),
+            r.med(Kind::UsernsSafe),
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.unit,
+            if r.higher_better { " ↑" } else { " ↓" },
+            fmt_num(d),
+            fmt_num(f),
+            fmt_num(ro),
+            fmt_num(ns),
+            ratio(f, d),
+            ratio(ro, d),
+            ratio(ns, d),
+            ratio(ro, f),
+            ratio(ns, f)
+        );
+    }
+    out
+}
+
+/// µs each policy adds per request over the byte relay: p50 and relay CPU.
+fn policy_summary(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        if !(r.name.ends_with(" p50") || r.name.ends_with("relay CPU per request")) {
+            continue;
+        }
+        let Some(full) = r.med(Kind::Broker) else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        for k in [Kind::ReadOnly, Kind::UsernsSafe] {
+            if let Some(v) = r.med(k) {
+                parts.push(format!("{} {:+.1} µs", k.name(), v - full));
+            }
+        }
+        let _ = writeln!(out, "- {}: {}", r.name, parts.join(", "));
     }
     out
 }
@@ -861,6 +1027,144 @@ fn connection_rate(path: &Path, workers: usize, dur: Duration) -> RunResult {
 }
 
 // ---------------------------------------------------------------------------
+// HTTP client (policy group): blocking, keep-alive, fixed request bytes; the
+// end of each response is found with httparse and its Content-Length.
+
+const PING_REQUEST: &[u8] = b"GET /v1.41/_ping HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: Docker-Client/20.10.24 (linux)\r\n\r\n";
+
+/// The body `docker run -d --name web -p 8080:80 -v webdata:/usr/share/nginx/html
+/// -e TZ=UTC --memory 512m --restart unless-stopped --label app=web nginx:1.25`
+/// sends (docker CLI 20.10, API 1.41): a full HostConfig, a named volume, no
+/// field `userns-safe` refuses.
+const CREATE_BODY: &str = concat!(
+    r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,"#,
+    r#""AttachStderr":false,"ExposedPorts":{"80/tcp":{}},"Tty":false,"OpenStdin":false,"#,
+    r#""StdinOnce":false,"Env":["TZ=UTC"],"Cmd":null,"Image":"nginx:1.25","Volumes":{},"#,
+    r#""WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{"app":"web"},"#,
+    r#""HostConfig":{"Binds":["webdata:/usr/share/nginx/html"],"ContainerIDFile":"","#,
+    r#""LogConfig":{"Type":"","Config":{}},"NetworkMode":"default","#,
+    r#""PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]},"#,
+    r#""RestartPolicy":{"Name":"unless-stopped","MaximumRetryCount":0},"AutoRemove":false,"#,
+    r#""VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":null,"#,
+    r#""CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"#,
+    r#""GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","#,
+    r#""Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"#,
+    r#""UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"#,
+    r#""Memory":536870912,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"#,
+    r#""BlkioWeightDevice":[],"BlkioDeviceReadBps":null,"BlkioDeviceWriteBps":null,"#,
+    r#""BlkioDeviceReadIOps":null,"BlkioDeviceWriteIOps":null,"CpuPeriod":0,"CpuQuota":0,"#,
+    r#""CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","#,
+    r#""Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"KernelMemory":0,"#,
+    r#""KernelMemoryTCP":0,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":-1,"#,
+    r#""OomKillDisable":false,"PidsLimit":null,"Ulimits":null,"CpuCount":0,"CpuPercent":0,"#,
+    r#""IOMaximumIOps":0,"IOMaximumBandwidth":0,"MaskedPaths":null,"ReadonlyPaths":null},"#,
+    r#""NetworkingConfig":{"EndpointsConfig":{}}}"#,
+);
+
+/// The full `POST /v1.41/containers/create?name=web` request with `body`.
+fn create_request(body: &str) -> Arc<[u8]> {
+    format!(
+        "POST /v1.41/containers/create?name=web HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: Docker-Client/20.10.24 (linux)\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+    .into()
+}
+
+/// One keep-alive client connection.
+struct HttpClient {
+    s: UnixStream,
+    buf: Vec<u8>,
+    /// Bytes of `buf` received and not yet consumed.
+    len: usize,
+}
+
+/// (status, length of the whole response) once `data` holds a complete head.
+fn response_end(data: &[u8]) -> Option<(u16, usize)> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(data).expect("malformed response head") {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return None,
+    };
+    let len = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .expect("response without a Content-Length");
+    Some((resp.code.expect("status code"), head + len))
+}
+
+impl HttpClient {
+    fn connect(path: &Path) -> HttpClient {
+        HttpClient {
+            s: connect(path),
+            buf: vec![0; 16 * 1024],
+            len: 0,
+        }
+    }
+
+    fn fill(&mut self) {
+        if self.len == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = self
+            .s
+            .read(&mut self.buf[self.len..])
+            .expect("read response");
+        assert!(n > 0, "connection closed before the response ended");
+        self.len += n;
+    }
+
+    /// Send `req`, read its response; panic unless the status is `want`.
+    fn exchange(&mut self, req: &[u8], want: u16) {
+        self.s.write_all(req).expect("write request");
+        let (status, end) = loop {
+            if let Some(x) = response_end(&self.buf[..self.len]) {
+                break x;
+            }
+            self.fill();
+        };
+        while self.len < end {
+            self.fill();
+        }
+        assert_eq!(
+            status,
+            want,
+            "unexpected response:\n{}",
+            String::from_utf8_lossy(&self.buf[..end])
+        );
+        self.buf.copy_within(end..self.len, 0);
+        self.len -= end;
+    }
+}
+
+/// `conns` keep-alive connections sending `req` back to back, each answered with `want`.
+fn http_requests(path: &Path, conns: usize, dur: Duration, req: Arc<[u8]>, want: u16) -> RunResult {
+    let path = path.to_owned();
+    run_clients(conns, dur, move |_, b, stop| {
+        let mut c = HttpClient::connect(&path);
+        // The connection (and the policy relay's upstream connection) is up before the clock.
+        c.exchange(&req, want);
+        let mut lat = Vec::with_capacity(1 << 16);
+        b.wait();
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            c.exchange(&req, want);
+            lat.push(t.elapsed().as_nanos() as u64);
+        }
+        (lat.len() as u64, lat)
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Scenario groups
 
 type Scenario<'a> = (
@@ -885,6 +1189,8 @@ fn run_alternating(opts: &Opts, targets: &[&Target], scenarios: Vec<Scenario<'_>
         let mut p99 = Row::new(format!("{name} p99"), "µs", false);
         let (per, scale) = if unit == "MB/s" {
             ("MB", 1e6)
+        } else if unit == "req/s" {
+            ("request", 1.0)
         } else if name.starts_with("connection") {
             ("connection", 1.0)
         } else {
@@ -934,7 +1240,7 @@ fn run_alternating(opts: &Opts, targets: &[&Target], scenarios: Vec<Scenario<'_>
 /// check every connection still works.
 fn idle_group(opts: &Opts, t: &Target, up: &Upstream, rows: &mut [Row; 3]) {
     let n = opts.idle_conns;
-    let pid = t.proc.as_ref().map(Proc::pid);
+    let pid = t.proc.as_ref().map(|p| p.pid());
     let mem = |pid: i32| -> (u64, u64) {
         if t.socat {
             tree_mem_kib(pid)
@@ -1120,6 +1426,94 @@ fn reload_group(opts: &Opts, dir: &Path, up: &Upstream, rows: &mut Vec<Row>) {
         p.stop(Duration::from_secs(30));
         let _ = std::fs::remove_dir_all(&tdir);
     }
+}
+
+/// The policy group's broker config: one tenant per access mode, all relaying
+/// to the Docker-like upstream; otherwise as `broker_config` (no metrics section).
+fn policy_config(dir: &Path, upstream: &Path) -> String {
+    let mut y = format!(
+        "defaults:\n  upstream: {}\n  mode: \"0660\"\n  max_connections: 100000\n  drain_timeout: 2s\ntenants:\n",
+        upstream.display()
+    );
+    for access in ["full", "read-only", "userns-safe"] {
+        let _ = writeln!(
+            y,
+            "  {access}:\n    listen: {}\n    uid: 0\n    gid: 0\n    access: {access}",
+            tenant_path(dir, access).display()
+        );
+    }
+    y
+}
+
+/// Keep-alive HTTP requests: direct, byte relay (`access: full`), `read-only`
+/// and `userns-safe` tenants of one broker process, in alternating rounds.
+fn policy_group(opts: &Opts, dir: &Path, upstream: &Path) -> Vec<Row> {
+    let tdir = dir.join("broker-policy");
+    std::fs::create_dir_all(&tdir).unwrap();
+    let config = tdir.join("sockbroker.yaml");
+    std::fs::write(&config, policy_config(&tdir, upstream)).unwrap();
+    let proc = Rc::new(spawn_broker(opts, &config, &log_path(&tdir)));
+    let tenant = |kind: Kind, name: &str| {
+        let path = tenant_path(&tdir, name);
+        wait_accepting(&path, "sockbroker", Duration::from_secs(20));
+        Target {
+            kind,
+            socat: false,
+            path,
+            proc: Some(proc.clone()),
+        }
+    };
+    let direct = Target {
+        kind: Kind::Direct,
+        socat: false,
+        path: upstream.to_owned(),
+        proc: None,
+    };
+    let full = tenant(Kind::Broker, "full");
+    let read_only = tenant(Kind::ReadOnly, "read-only");
+    let userns_safe = tenant(Kind::UsernsSafe, "userns-safe");
+
+    let ping: Arc<[u8]> = PING_REQUEST.into();
+    let create = create_request(CREATE_BODY);
+    // The policies are in force: read-only refuses any create, userns-safe a privileged one.
+    let privileged = create_request(r#"{"Image":"x","HostConfig":{"Privileged":true}}"#);
+    HttpClient::connect(&read_only.path).exchange(&create, 403);
+    HttpClient::connect(&userns_safe.path).exchange(&privileged, 403);
+    HttpClient::connect(&userns_safe.path).exchange(&create, 201);
+    eprintln!("  read-only refuses container create, userns-safe a privileged one (403); userns-safe admits the bench's create");
+
+    let dur = opts.duration;
+    let mut sc: Vec<Scenario<'_>> = Vec::new();
+    for c in [1usize, 8] {
+        let s = if c == 1 { "conn" } else { "conns" };
+        let req = ping.clone();
+        sc.push((
+            "lat",
+            format!("GET /_ping, {c} keep-alive {s}"),
+            "req/s",
+            true,
+            Box::new(move |p| http_requests(p, c, dur, req.clone(), 200)),
+        ));
+    }
+    let mut rows = run_alternating(opts, &[&direct, &full, &read_only, &userns_safe], sc);
+    // read-only refuses container create (403): it has no column here.
+    let mut create_sc: Vec<Scenario<'_>> = Vec::new();
+    create_sc.push((
+        "lat",
+        format!(
+            "POST /containers/create ({} B JSON body), 1 keep-alive conn",
+            CREATE_BODY.len()
+        ),
+        "req/s",
+        true,
+        Box::new(move |p| http_requests(p, 1, dur, create.clone(), 201)),
+    ));
+    rows.extend(run_alternating(
+        opts,
+        &[&direct, &full, &userns_safe],
+        create_sc,
+    ));
+    rows
 }
 
 // ---------------------------------------------------------------------------
@@ -1386,6 +1780,12 @@ fn main() {
         eprintln!("reload latency");
         reload_group(&opts, &dir, &up, &mut rows);
     }
+    let mut policy_rows: Vec<Row> = Vec::new();
+    if opts.wants("policy") {
+        eprintln!("policy (HTTP requests; access: full / read-only / userns-safe)");
+        let http_up = start_http_upstream(&rt, &dir.join("upstream-http.sock"));
+        policy_rows = policy_group(&opts, &dir, &http_up);
+    }
 
     let mut report = String::new();
     let _ = writeln!(
@@ -1410,9 +1810,20 @@ fn main() {
         "each value is the median of {} alternating rounds of {:?} (tenants: {} rounds, reload: {} edits); ↑ higher is better, ↓ lower is better\n",
         opts.rounds, opts.duration, opts.startup_rounds, opts.reload_rounds
     );
-    report.push_str(&print_table(&rows));
-    let _ = writeln!(report, "\ntargets:");
-    report.push_str(&targets_summary(&rows));
+    if !rows.is_empty() {
+        report.push_str(&print_table(&rows));
+        let _ = writeln!(report, "\ntargets:");
+        report.push_str(&targets_summary(&rows));
+    }
+    if !policy_rows.is_empty() {
+        let _ = writeln!(
+            report,
+            "\npolicy mode (HTTP/1.1 to a Docker-like upstream; one broker, a tenant per access mode; read-only refuses container create, so it has no value there):\n"
+        );
+        report.push_str(&print_policy_table(&policy_rows));
+        let _ = writeln!(report, "\nadded per request over the byte relay:");
+        report.push_str(&policy_summary(&policy_rows));
+    }
     let _ = writeln!(
         report,
         "\ntotal bench time {:.0}s",
