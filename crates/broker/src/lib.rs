@@ -18,7 +18,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod plan;
-pub mod policy;
+pub use sockbroker_policy as policy;
 pub mod policy_relay;
 pub mod socket;
 pub mod status;

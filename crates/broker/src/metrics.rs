@@ -564,9 +564,8 @@ mod tests {
         );
         assert!(text.contains("sockbroker_bytes_total{direction=\"upstream\",tenant=\"ci\"} 10"));
         assert!(text.contains("sockbroker_bytes_total{direction=\"downstream\",tenant=\"ci\"} 0"));
-        assert!(text.contains(
-            "sockbroker_connections_rejected_total{reason=\"limit\",tenant=\"ci\"} 1"
-        ));
+        assert!(text
+            .contains("sockbroker_connections_rejected_total{reason=\"limit\",tenant=\"ci\"} 1"));
         assert!(text.contains("sockbroker_tenant_up{tenant=\"ci\"} 1"));
         assert!(text.contains("# TYPE sockbroker_connections_total counter"));
         assert!(text.contains("sockbroker_build_info{version="));

@@ -25,7 +25,7 @@
 //! counted in `sockbroker_requests_total{verdict}` and logged in one audit
 //! line (tenant, peer, method, path, verdict, status).
 
-pub mod http1;
+pub use sockbroker_policy::http1;
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};

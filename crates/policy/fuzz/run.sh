@@ -2,7 +2,7 @@
 # Run every fuzz target for a bounded time; exit non-zero on a crash, a panic,
 # a timeout or a memory blow-up (libFuzzer writes the input to artifacts/TARGET/).
 #
-#   crates/broker/fuzz/run.sh [SECONDS_PER_TARGET]     default 60
+#   crates/policy/fuzz/run.sh [SECONDS_PER_TARGET]     default 60
 #
 # Needs the nightly toolchain (installed on the project's machines) and
 # cargo-fuzz (installed from crates.io when missing). The first build takes a

@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use sockbroker::policy::{self, BodyKind, Decision, Lexical, Policy, Preset, Rule};
-use sockbroker::policy_relay::http1::{self, Chunked, Framing};
+use sockbroker_policy::{self as policy, BodyKind, Decision, Lexical, Policy, Preset, Rule};
+use sockbroker_policy::http1::{self, Chunked, Framing};
 
 static POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(policies);
 

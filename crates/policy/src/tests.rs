@@ -210,6 +210,7 @@ fn userns_safe_routes() {
         ("POST", "/exec/abc/start"),
         ("POST", "/session"),
         ("POST", "/build?t=x"),
+        ("POST", "/build?t=x&cgroupparent=&networkmode=default"),
         ("DELETE", "/containers/abc?force=1"),
         ("GET", "/plugins"),
         ("GET", "/services"),
@@ -226,6 +227,8 @@ fn userns_safe_routes() {
         ("POST", "/build?networkmode=host"),
         ("POST", "/build?t=x&NetworkMode=%68ost"),
         ("POST", "/build?t=x;networkmode=host"),
+        ("POST", "/build?cgroupparent=/"),
+        ("POST", "/v1.41/build?t=x&CgroupParent=system.slice"),
     ] {
         assert!(
             matches!(decide(&p, m, t), Decision::Deny(_)),

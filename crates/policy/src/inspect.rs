@@ -14,6 +14,11 @@
 //! every object, repeated keys included, and every check looks at all members
 //! whose key folds to the field name, in the top-level object and in every
 //! `HostConfig`. A body that is not one JSON value is refused.
+//!
+//! Checks fail closed: a field that must be empty is admitted only as `null`
+//! or an empty value of its type (`[]`, `{}`, `""`); anything else, including
+//! a value of the wrong type that the engine would reject anyway, is refused.
+//! (Go's `strslice.StrSlice`, the type of `CapAdd`, also accepts one string.)
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -127,8 +132,9 @@ pub fn check(
             Ok(())
         }
         BodyKind::VolumeCreate => {
+            let drivers: Vec<&Json> = tree.fields("Driver").collect();
             for opts in tree.fields("DriverOpts") {
-                ctx.driver_options(opts, "volume")?;
+                ctx.volume_options(&drivers, opts, "volume")?;
             }
             Ok(())
         }
@@ -146,7 +152,14 @@ impl Ctx<'_> {
         if hc.fields("Privileged").any(Json::is_true) {
             return Err("Privileged".into());
         }
-        for field in ["UsernsMode", "PidMode", "IpcMode", "NetworkMode", "UTSMode"] {
+        for field in [
+            "UsernsMode",
+            "PidMode",
+            "IpcMode",
+            "NetworkMode",
+            "UTSMode",
+            "CgroupnsMode",
+        ] {
             if hc
                 .fields(field)
                 .filter_map(Json::as_str)
@@ -155,14 +168,36 @@ impl Ctx<'_> {
                 return Err(format!("{field} host"));
             }
         }
-        for field in ["CapAdd", "Devices", "DeviceCgroupRules"] {
+        // Added capabilities, host devices (mapped, allowed by cgroup rule, or
+        // requested from a device driver such as `--gpus`), sysctls (namespaced
+        // ones only, but a namespace can be shared with other containers, and
+        // what a namespace may turn grows with the kernel), a cgroup parent
+        // outside the engine's own: all must be absent or empty.
+        for field in [
+            "CapAdd",
+            "Devices",
+            "DeviceCgroupRules",
+            "DeviceRequests",
+            "Sysctls",
+            "CgroupParent",
+        ] {
             for v in hc.fields(field) {
-                if let Json::Array(items) = v {
-                    if !items.is_empty() {
-                        let shown: Vec<String> = items.iter().map(Json::short).collect();
-                        return Err(format!("{field} {}", shown.join(",")));
-                    }
+                if !v.is_empty() {
+                    return Err(format!("{field} {}", v.listed()));
                 }
+            }
+        }
+        // Only the engine's built-in runtime: another registered runtime (a GPU
+        // hook, a VM or sandbox shim, a custom wrapper) decides its own
+        // isolation and may add devices or mounts the broker never sees.
+        for v in hc.fields("Runtime") {
+            let ok = match v {
+                Json::Null => true,
+                Json::String(r) => RUNTIMES.contains(&r.as_str()),
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("Runtime {}", v.short()));
             }
         }
         for v in hc.fields("SecurityOpt") {
@@ -189,6 +224,9 @@ impl Ctx<'_> {
                 }
             }
         }
+        // The default driver for volumes this container creates (`Binds` names,
+        // `Mounts` without a driver name).
+        let default_drivers: Vec<&Json> = hc.fields("VolumeDriver").collect();
         for v in hc.fields("Mounts") {
             for m in v.items() {
                 let types: Vec<&str> = m.fields("Type").filter_map(Json::as_str).collect();
@@ -199,8 +237,12 @@ impl Ctx<'_> {
                 }
                 for vo in m.fields("VolumeOptions") {
                     for dc in vo.fields("DriverConfig") {
+                        let mut drivers: Vec<&Json> = dc.fields("Name").collect();
+                        if drivers.iter().all(|d| d.is_empty()) {
+                            drivers.extend(&default_drivers);
+                        }
                         for opts in dc.fields("Options") {
-                            self.driver_options(opts, "volume mount")?;
+                            self.volume_options(&drivers, opts, "volume mount")?;
                         }
                     }
                 }
@@ -209,12 +251,69 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// The `local` volume driver mounts `device` (`o=bind` or a block device):
-    /// an absolute device path is a host path.
-    fn driver_options(&self, opts: &Json, what: &str) -> Result<(), String> {
-        for dev in opts.fields("device").filter_map(Json::as_str) {
-            if dev.starts_with('/') {
-                self.host_path(dev, &format!("{what} device"))?;
+    /// A volume's driver options. A plugin driver's options mean what the
+    /// plugin makes of them (some take a host path): with any driver but
+    /// `local` they must be empty. For `local` see [`Ctx::local_options`].
+    fn volume_options(&self, drivers: &[&Json], opts: &Json, what: &str) -> Result<(), String> {
+        let plugin = drivers.iter().find(|d| match d {
+            Json::Null => false,
+            Json::String(name) => !name.is_empty() && name != "local",
+            _ => true,
+        });
+        match plugin {
+            Some(driver) if !opts.is_empty() => Err(format!(
+                "{what} driver {} with options (not inspected)",
+                driver.short()
+            )),
+            _ => self.local_options(opts, what),
+        }
+    }
+
+    /// The `local` volume driver calls `mount(2)` with `device` as the source,
+    /// `type` as the filesystem and `o` as flags and data, from the engine's
+    /// mount namespace and working directory (`/`). So, failing closed:
+    ///
+    /// * the kernel's own filesystems (`proc`, `sysfs`, `cgroup2`, …) are
+    ///   refused: mounted by the engine they show the host's;
+    /// * `device` is a host path (a relative one starts at `/`) that must lie
+    ///   in `bind_allow`, unless every `type` takes no host source (`tmpfs`,
+    ///   `overlay`, network filesystems) and `o` has no `bind`/`rbind`;
+    /// * overlay directories in `o` (`lowerdir=`, `upperdir=`, `workdir=`) are
+    ///   host paths that must lie in `bind_allow`.
+    fn local_options(&self, opts: &Json, what: &str) -> Result<(), String> {
+        let types: Vec<&str> = opts.fields("type").filter_map(Json::as_str).collect();
+        if let Some(t) = types
+            .iter()
+            .find(|t| KERNEL_FS.contains(&t.trim().to_ascii_lowercase().as_str()))
+        {
+            let shown: String = t.chars().take(40).collect();
+            return Err(format!("{what} type {shown}"));
+        }
+        let flags: Vec<&str> = opts
+            .fields("o")
+            .filter_map(Json::as_str)
+            .flat_map(|o| o.split(','))
+            .map(str::trim)
+            .collect();
+        let bind = flags
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("bind") || f.eq_ignore_ascii_case("rbind"));
+        let sourceless =
+            !bind && !types.is_empty() && types.iter().all(|t| NO_HOST_SOURCE.contains(t));
+        if !sourceless {
+            for dev in opts.fields("device").filter_map(Json::as_str) {
+                self.host_path(&from_root(dev), &format!("{what} device"))?;
+            }
+        }
+        for flag in &flags {
+            let Some((key, dirs)) = flag.split_once('=') else {
+                continue;
+            };
+            let key = key.trim().to_ascii_lowercase();
+            if OVERLAY_DIRS.contains(&key.as_str()) {
+                for dir in dirs.split(':').filter(|d| !d.is_empty()) {
+                    self.host_path(&from_root(dir), &format!("{what} {key}"))?;
+                }
             }
         }
         Ok(())
@@ -242,6 +341,48 @@ impl Ctx<'_> {
         } else {
             refuse()
         }
+    }
+}
+
+/// Runtimes `userns-safe` admits: the engine's default (unset or empty) and
+/// its built-in runc, under either of its names.
+const RUNTIMES: [&str; 3] = ["", "runc", "io.containerd.runc.v2"];
+
+/// Filesystems whose contents are the kernel's view of the mounting process's
+/// namespaces (the engine's, i.e. the host's): never as a `local` volume.
+const KERNEL_FS: [&str; 17] = [
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "bpf",
+    "configfs",
+    "efivarfs",
+    "pstore",
+    "binfmt_misc",
+    "mqueue",
+    "fusectl",
+    "nsfs",
+];
+
+/// `local` volume types whose `device` is not a host path (the kernel ignores
+/// it, or it names a remote export) as long as no bind flag is given.
+const NO_HOST_SOURCE: [&str; 6] = ["tmpfs", "overlay", "nfs", "nfs4", "cifs", "smb3"];
+
+/// Overlay mount data naming host directories (`lowerdir` is a `:` list).
+const OVERLAY_DIRS: [&str; 5] = ["lowerdir", "upperdir", "workdir", "lowerdir+", "datadir+"];
+
+/// A `mount(2)` source as the engine (working directory `/`) resolves it.
+fn from_root(p: &str) -> String {
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
     }
 }
 
@@ -338,6 +479,35 @@ impl Json {
         matches!(self, Json::Bool(true))
     }
 
+    /// `null`, `[]`, `{}` or `""`: nothing asked for.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Json::Null => true,
+            Json::Array(a) => a.is_empty(),
+            Json::Object(m) => m.is_empty(),
+            Json::String(s) => s.is_empty(),
+            Json::Bool(_) | Json::Number => false,
+        }
+    }
+
+    /// What a non-empty list, map or string asks for, for messages: array
+    /// items and object keys joined by `,`, a string as it is.
+    fn listed(&self) -> String {
+        let shown: Vec<String> = match self {
+            Json::Array(items) => items.iter().map(Json::short).collect(),
+            Json::Object(m) => m
+                .iter()
+                .map(|(k, _)| k.chars().take(40).collect())
+                .collect(),
+            other => vec![other.short()],
+        };
+        let mut s = shown.join(",");
+        if s.chars().count() > 120 {
+            s = s.chars().take(120).chain(['…']).collect();
+        }
+        s
+    }
+
     fn as_str(&self) -> Option<&str> {
         match self {
             Json::String(s) => Some(s),
@@ -351,8 +521,9 @@ impl Json {
             Json::String(s) => s.chars().take(40).collect(),
             Json::Object(m) => m
                 .iter()
-                .find(|(k, _)| go_fold_eq(k, "PathOnHost"))
+                .find(|(k, _)| go_fold_eq(k, "PathOnHost") || go_fold_eq(k, "Driver"))
                 .and_then(|(_, v)| v.as_str())
+                .filter(|s| !s.is_empty())
                 .map(|s| s.chars().take(40).collect())
                 .unwrap_or_else(|| "{…}".into()),
             _ => "…".into(),
@@ -443,7 +614,8 @@ mod tests {
         "HostConfig":{"Binds":null,"NetworkMode":"none","PortBindings":{},"AutoRemove":true,
           "CapAdd":null,"CapDrop":null,"CgroupnsMode":"","Dns":[],"IpcMode":"","PidMode":"",
           "Privileged":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","Devices":[],
-          "DeviceCgroupRules":null,"Mounts":null,"MaskedPaths":null,"ReadonlyPaths":null},
+          "DeviceCgroupRules":null,"Mounts":null,"MaskedPaths":null,"ReadonlyPaths":null,
+          "CgroupParent":"","DeviceRequests":null,"BlkioWeight":0,"Init":null},
         "NetworkingConfig":{"EndpointsConfig":{}}}"#;
 
     #[test]
@@ -535,6 +707,186 @@ mod tests {
             "SecurityOpt",
         );
         denied(r#"{"HostConfig":{"MaskedPaths":[]}}"#, "MaskedPaths");
+    }
+
+    /// What docker CLI 28.2 sends for `docker create busybox true` and
+    /// `docker update --memory 100m x` (captured from the CLI).
+    const CLI_CREATE: &str = r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":true,"AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":["true"],"Image":"busybox","Volumes":{},"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{},"HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},"NetworkMode":"default","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":false,"VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":null,"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],"BlkioDeviceReadBps":[],"BlkioDeviceWriteBps":[],"BlkioDeviceReadIOps":[],"BlkioDeviceWriteIOps":[],"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":-1,"OomKillDisable":false,"PidsLimit":0,"Ulimits":[],"CpuCount":0,"CpuPercent":0,"IOMaximumIOps":0,"IOMaximumBandwidth":0,"MaskedPaths":null,"ReadonlyPaths":null},"NetworkingConfig":{"EndpointsConfig":{"default":{"IPAMConfig":null,"Links":null,"Aliases":null,"MacAddress":"","DriverOpts":null,"GwPriority":0,"NetworkID":"","EndpointID":"","Gateway":"","IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"","GlobalIPv6PrefixLen":0,"DNSNames":null}}}}"#;
+    const CLI_UPDATE: &str = r#"{"CpuShares":0,"Memory":104857600,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":null,"BlkioDeviceReadBps":null,"BlkioDeviceWriteBps":null,"BlkioDeviceReadIOps":null,"BlkioDeviceWriteIOps":null,"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":null,"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":null,"OomKillDisable":null,"PidsLimit":null,"Ulimits":null,"CpuCount":0,"CpuPercent":0,"IOMaximumIOps":0,"IOMaximumBandwidth":0,"RestartPolicy":{"Name":"","MaximumRetryCount":0}}"#;
+
+    #[test]
+    fn docker_cli_bodies_pass() {
+        assert_eq!(create(CLI_CREATE), Ok(()));
+        assert_eq!(
+            check(
+                BodyKind::ContainerUpdate,
+                CLI_UPDATE.as_bytes(),
+                &[],
+                &Lexical
+            ),
+            Ok(())
+        );
+        let vol = |b: &str| check(BodyKind::VolumeCreate, b.as_bytes(), &[], &Lexical);
+        assert_eq!(vol(r#"{"Driver":"local","Name":"v"}"#), Ok(()));
+        assert_eq!(
+            vol(
+                r#"{"Driver":"local","DriverOpts":{"device":"tmpfs","o":"size=100m","type":"tmpfs"},"Name":"v2"}"#
+            ),
+            Ok(())
+        );
+        // The same body with one flag more is refused.
+        let with = |from: &str, to: &str| {
+            let b = CLI_CREATE.replacen(from, to, 1);
+            assert_ne!(b, CLI_CREATE, "{from}");
+            create(&b)
+        };
+        assert_eq!(
+            with(r#""CgroupParent":"""#, r#""CgroupParent":"/""#),
+            Err("CgroupParent /".into())
+        );
+        assert_eq!(
+            with(
+                r#""DeviceRequests":null"#,
+                r#""DeviceRequests":[{"Driver":"nvidia","Count":-1}]"#
+            ),
+            Err("DeviceRequests nvidia".into())
+        );
+        assert_eq!(
+            with(r#""CgroupnsMode":"""#, r#""CgroupnsMode":"host""#),
+            Err("CgroupnsMode host".into())
+        );
+        assert_eq!(
+            with(
+                r#""Isolation":"""#,
+                r#""Isolation":"","Runtime":"nvidia","Sysctls":{}"#
+            ),
+            Err("Runtime nvidia".into())
+        );
+        assert_eq!(
+            with(
+                r#""Isolation":"""#,
+                r#""Isolation":"","Sysctls":{"net.ipv4.ip_forward":"1"}"#
+            ),
+            Err("Sysctls net.ipv4.ip_forward".into())
+        );
+    }
+
+    #[test]
+    fn namespaces_cgroups_runtimes_and_driver_devices() {
+        // Allowed: absent, null or empty, and what the docker CLI sends.
+        for body in [
+            r#"{"HostConfig":{"Sysctls":null,"CgroupParent":null,"Runtime":null,"DeviceRequests":null}}"#,
+            r#"{"HostConfig":{"Sysctls":{},"CgroupParent":"","Runtime":"","DeviceRequests":[]}}"#,
+            r#"{"HostConfig":{"Runtime":"runc","CgroupnsMode":"private"}}"#,
+            r#"{"HostConfig":{"Runtime":"io.containerd.runc.v2","CgroupnsMode":""}}"#,
+            r#"{"HostConfig":{"CapAdd":[],"Devices":null,"DeviceCgroupRules":[]}}"#,
+            r#"{"Image":"x","sysctls":{},"cgroupparent":"","RUNTIME":"runc"}"#,
+        ] {
+            assert_eq!(create(body), Ok(()), "{body}");
+        }
+        // Sysctls: any, namespaced or not (the engine writes them as real root).
+        denied(
+            r#"{"HostConfig":{"Sysctls":{"net.ipv4.ip_forward":"1"}}}"#,
+            "Sysctls net.ipv4.ip_forward",
+        );
+        denied(
+            r#"{"HostConfig":{"Sysctls":{"kernel.shm_rmid_forced":"1","net.core.somaxconn":"1"}}}"#,
+            "Sysctls kernel.shm_rmid_forced,net.core.somaxconn",
+        );
+        denied(
+            r#"{"HostConfig":{"sysctls":{"kernel.msgmax":"1"}}}"#,
+            "Sysctls kernel.msgmax",
+        );
+        denied(
+            "{\"HostConfig\":{\"\u{17F}y\u{17F}ctl\u{17F}\":{\"kernel.msgmax\":\"1\"}}}",
+            "Sysctls",
+        );
+        denied(
+            r#"{"HostConfig":{"Sysctls":{},"SYSCTLS":{"net.ipv4.ping_group_range":"0 0"}}}"#,
+            "Sysctls net.ipv4.ping_group_range",
+        );
+        denied(r#"{"HostConfig":{"Sysctls":["a=b"]}}"#, "Sysctls a=b");
+        denied(r#"{"Image":"x","Sysctls":{"kernel.sem":"1"}}"#, "Sysctls");
+        // CgroupParent: any non-empty value.
+        denied(r#"{"HostConfig":{"CgroupParent":"/"}}"#, "CgroupParent /");
+        denied(
+            r#"{"HostConfig":{"cgroupparent":"system.slice"}}"#,
+            "CgroupParent system.slice",
+        );
+        denied(r#"{"HostConfig":{"CgroupParent":" "}}"#, "CgroupParent");
+        denied(
+            r#"{"HostConfig":{"CgroupParent":"","CGROUPPARENT":"../.."}}"#,
+            "CgroupParent ../..",
+        );
+        // Runtime: only the built-in runc, spelled exactly.
+        denied(r#"{"HostConfig":{"Runtime":"nvidia"}}"#, "Runtime nvidia");
+        denied(r#"{"HostConfig":{"runtime":"kata"}}"#, "Runtime kata");
+        denied(r#"{"HostConfig":{"Runtime":"RUNC"}}"#, "Runtime RUNC");
+        denied(r#"{"HostConfig":{"Runtime":" runc"}}"#, "Runtime");
+        denied(r#"{"HostConfig":{"Runtime":1}}"#, "Runtime");
+        denied(
+            r#"{"HostConfig":{"Runtime":"runc","Runtime":"sysbox-runc"}}"#,
+            "Runtime sysbox-runc",
+        );
+        denied(r#"{"Image":"x","Runtime":"crun"}"#, "Runtime crun");
+        // CgroupnsMode host.
+        denied(
+            r#"{"HostConfig":{"CgroupnsMode":"host"}}"#,
+            "CgroupnsMode host",
+        );
+        denied(
+            r#"{"HostConfig":{"cgroupnsmode":" HOST "}}"#,
+            "CgroupnsMode host",
+        );
+        denied(
+            "{\"HostConfig\":{\"Cgroupn\u{17F}Mode\":\"host\"}}",
+            "CgroupnsMode host",
+        );
+        // DeviceRequests (`--gpus`): any.
+        denied(
+            r#"{"HostConfig":{"DeviceRequests":[{"Driver":"nvidia","Count":-1,"Capabilities":[["gpu"]]}]}}"#,
+            "DeviceRequests nvidia",
+        );
+        denied(
+            r#"{"HostConfig":{"devicerequests":[{"Driver":"","Count":-1,"Capabilities":[["gpu"]]}]}}"#,
+            "DeviceRequests {…}",
+        );
+        denied(
+            "{\"HostConfig\":{\"DeviceRequest\u{17F}\":[{}]}}",
+            "DeviceRequests",
+        );
+        // CapAdd is a StrSlice: one string is one capability.
+        denied(
+            r#"{"HostConfig":{"CapAdd":"SYS_ADMIN"}}"#,
+            "CapAdd SYS_ADMIN",
+        );
+        denied(r#"{"HostConfig":{"capadd":"ALL"}}"#, "CapAdd ALL");
+        denied(
+            r#"{"HostConfig":{"Devices":{"PathOnHost":"/dev/sda"}}}"#,
+            "Devices",
+        );
+        // The update body carries Resources at the top level (the CLI sends
+        // `"CgroupParent":""` and `"DeviceRequests":null`).
+        let update = |b: &str| check(BodyKind::ContainerUpdate, b.as_bytes(), &[], &Lexical);
+        assert!(update(r#"{"CgroupParent":"","DeviceRequests":null,"Memory":0}"#).is_ok());
+        assert_eq!(
+            update(r#"{"CgroupParent":"/docker/other"}"#),
+            Err("CgroupParent /docker/other".into())
+        );
+        assert_eq!(
+            update(r#"{"DeviceRequests":[{"Driver":"nvidia"}]}"#),
+            Err("DeviceRequests nvidia".into())
+        );
+        // API < 1.24 start bodies are HostConfigs too.
+        assert_eq!(
+            check(
+                BodyKind::ContainerStart,
+                br#"{"Sysctls":{"kernel.sem":"1"}}"#,
+                &[],
+                &Lexical
+            ),
+            Err("Sysctls kernel.sem".into())
+        );
     }
 
     #[test]
@@ -666,6 +1018,147 @@ mod tests {
             r#"{"Name":"v","driveropts":{"Device":"/dev/sda1","type":"ext4"}}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn local_volume_options() {
+        let allow = [PathBuf::from("/srv/data")];
+        let vol = |b: &str| check(BodyKind::VolumeCreate, b.as_bytes(), &allow, &Lexical);
+        let ok = |b: &str| assert_eq!(vol(b), Ok(()), "{b}");
+        let no = |b: &str, want: &str| match vol(b) {
+            Err(e) => assert!(e.contains(want), "{b}: {e}"),
+            Ok(()) => panic!("allowed: {b}"),
+        };
+        // No host source: tmpfs, network filesystems, overlay of allowed dirs.
+        ok(r#"{"Name":"v"}"#);
+        ok(r#"{"Name":"v","Driver":"local","DriverOpts":{}}"#);
+        ok(r#"{"DriverOpts":{"type":"tmpfs","device":"tmpfs","o":"size=100m,uid=1000"}}"#);
+        ok(r#"{"DriverOpts":{"type":"nfs","device":":/export/x","o":"addr=10.0.0.1,rw"}}"#);
+        ok(r#"{"DriverOpts":{"type":"cifs","device":"//fileserver/share","o":"addr=10.0.0.2"}}"#);
+        ok(
+            r#"{"DriverOpts":{"type":"overlay","device":"overlay","o":"lowerdir=/srv/data/a:/srv/data/b,upperdir=/srv/data/u,workdir=/srv/data/w"}}"#,
+        );
+        // A bind of an allowed directory, absolute or relative to the engine's `/`.
+        ok(r#"{"DriverOpts":{"type":"none","o":"bind","device":"/srv/data/x"}}"#);
+        ok(r#"{"DriverOpts":{"type":"none","o":"bind","device":"srv/data/x"}}"#);
+        // Relative devices are host paths from `/` (the engine's working directory).
+        no(
+            r#"{"DriverOpts":{"type":"none","o":"bind","device":"etc"}}"#,
+            "volume device of /etc outside bind_allow",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"ext4","device":"dev/sda1"}}"#,
+            "volume device of /dev/sda1",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"btrfs","device":"/dev/sda2"}}"#,
+            "volume device of /dev/sda2",
+        );
+        // A bind flag makes any type's device a host path.
+        no(
+            r#"{"DriverOpts":{"type":"tmpfs","o":"size=1m, RBIND","device":"etc"}}"#,
+            "volume device of /etc",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"nfs","o":"bind","device":"/"}}"#,
+            "volume device of /",
+        );
+        // Every type given must be sourceless (a repeated key counts too).
+        no(
+            r#"{"DriverOpts":{"type":"tmpfs","Type":"none","o":"bind","device":"etc"}}"#,
+            "device of /etc",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"tmpfs","TYPE":"ext4","device":"dev/sda"}}"#,
+            "device of /dev/sda",
+        );
+        // Overlay directories are host paths.
+        no(
+            r#"{"DriverOpts":{"type":"overlay","device":"overlay","o":"lowerdir=/etc,upperdir=/srv/data/u,workdir=/srv/data/w"}}"#,
+            "volume lowerdir of /etc outside bind_allow",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"overlay","device":"overlay","o":"lowerdir=/srv/data/a:/root,upperdir=/srv/data/u,workdir=/srv/data/w"}}"#,
+            "volume lowerdir of /root",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"overlay","device":"overlay","o":"lowerdir=/srv/data/a,UpperDir=var/lib,workdir=/srv/data/w"}}"#,
+            "volume upperdir of /var/lib",
+        );
+        // The kernel's own filesystems, mounted by the engine, show the host's.
+        no(
+            r#"{"DriverOpts":{"type":"proc","device":"/srv/data/p"}}"#,
+            "volume type proc",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"SysFS","device":"sysfs"}}"#,
+            "volume type SysFS",
+        );
+        no(
+            r#"{"DriverOpts":{"type":"cgroup2","device":"none"}}"#,
+            "volume type cgroup2",
+        );
+        no(
+            r#"{"driveropts":{"TYPE":"devtmpfs","device":"/srv/data"}}"#,
+            "volume type devtmpfs",
+        );
+        // A plugin driver's options are not understood: none allowed.
+        ok(r#"{"Name":"v","Driver":"some-plugin"}"#);
+        ok(r#"{"Name":"v","Driver":"some-plugin","DriverOpts":{}}"#);
+        no(
+            r#"{"Name":"v","Driver":"local-persist","DriverOpts":{"mountpoint":"/etc"}}"#,
+            "volume driver local-persist with options (not inspected)",
+        );
+        no(
+            r#"{"Driver":"local","driver":"x","DriverOpts":{"size":"1"}}"#,
+            "volume driver x with options",
+        );
+        no(
+            r#"{"Driver":"Local","DriverOpts":{"type":"tmpfs","device":"tmpfs"}}"#,
+            "volume driver Local",
+        );
+    }
+
+    #[test]
+    fn mount_volume_options() {
+        denied(
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"etc"}}}}]}}"#,
+            "volume mount device of /etc",
+        );
+        denied(
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"plug","Options":{"path":"/"}}}}]}}"#,
+            "volume mount driver plug with options (not inspected)",
+        );
+        // Without a name the container's VolumeDriver is the driver.
+        denied(
+            r#"{"HostConfig":{"VolumeDriver":"plug","Mounts":[{"Type":"volume","Target":"/h","VolumeOptions":{"DriverConfig":{"Options":{"path":"/"}}}}]}}"#,
+            "volume mount driver plug",
+        );
+        denied(
+            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Target":"/h","VolumeOptions":{"DriverConfig":{"Options":{"type":"proc","device":"proc"}}}}]}}"#,
+            "volume mount type proc",
+        );
+        // A named local driver is the driver, whatever the default.
+        assert_eq!(
+            create(
+                r#"{"HostConfig":{"VolumeDriver":"plug","Binds":["named:/n"],"Mounts":[{"Type":"volume","Source":"v","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"tmpfs","device":"tmpfs"}}}}]}}"#
+            ),
+            Ok(())
+        );
+        denied(
+            r#"{"HostConfig":{"VolumeDriver":"plug","Mounts":[{"Type":"volume","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"","Options":{"type":"tmpfs","device":"tmpfs"}}}}]}}"#,
+            "volume mount driver plug",
+        );
+        assert_eq!(
+            create(
+                r#"{"HostConfig":{"VolumeDriver":"local","Mounts":[{"Type":"volume","Source":"v","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"tmpfs","device":"tmpfs"}}}}]}}"#
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            create(r#"{"HostConfig":{"VolumeDriver":"plug","Binds":["named:/n"]}}"#),
+            Ok(())
+        );
     }
 
     #[test]

@@ -6,7 +6,13 @@
 //! engine routes on, [`Policy::decide`] checks `METHOD path` against the deny
 //! rules, the allow rules and the preset, and for `userns-safe` names the
 //! request bodies that must be read and checked by [`inspect::check`] before
-//! the request may go on. The HTTP relay (`crate::policy_relay`) drives it.
+//! the request may go on. The broker's HTTP relay (`sockbroker::policy_relay`)
+//! drives it, framing messages with [`http1`].
+//!
+//! This crate is the broker's pure request-checking logic on its own, with no
+//! async runtime, metrics or config dependencies, so that the fuzz targets
+//! (`fuzz/`, cargo-fuzz with sanitizers) build only this. The broker re-exports
+//! it as `sockbroker::policy` (and [`http1`] as `sockbroker::policy_relay::http1`).
 //!
 //! Order of evaluation, first match wins:
 //! 1. `CONNECT` is refused (the engine has no use for it);
@@ -18,8 +24,11 @@
 //! 5. with `userns-safe`, an admitted container create/update/start, exec
 //!    create or volume create is admitted only if its body passes
 //!    [`inspect::check`] (also when an allow rule admitted it), and a build
-//!    asking for `networkmode=host` is refused.
+//!    asking for `networkmode=host` or a `cgroupparent` is refused.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
 
+pub mod http1;
 pub mod inspect;
 pub mod path;
 pub mod rules;
@@ -130,12 +139,19 @@ impl Policy {
         }
         if self.preset == Some(Preset::UsernsSafe) {
             if let Some(q) = &target.query {
-                if is(path, &["build"])
-                    && path::query_values(q, "networkmode")
+                if is(path, &["build"]) {
+                    if path::query_values(q, "networkmode")
                         .iter()
                         .any(|v| v.trim().eq_ignore_ascii_case("host"))
-                {
-                    return Decision::Deny("build with networkmode host".into());
+                    {
+                        return Decision::Deny("build with networkmode host".into());
+                    }
+                    if path::query_values(q, "cgroupparent")
+                        .iter()
+                        .any(|v| !v.is_empty())
+                    {
+                        return Decision::Deny("build with cgroupparent".into());
+                    }
                 }
             }
             if let Some(kind) = inspected_body(path) {
