@@ -384,7 +384,10 @@ fn systemd_units_have_the_promised_settings() {
             ("ReadWritePaths", "/run/sockbroker"),
             ("RuntimeDirectory", "sockbroker"),
             ("RuntimeDirectoryPreserve", "yes"),
-            ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+            (
+                "RestrictAddressFamilies",
+                "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+            ),
             ("SystemCallFilter", "@system-service"),
             ("CapabilityBoundingSet", "CAP_CHOWN CAP_FOWNER"),
         ] {
@@ -501,7 +504,7 @@ fn syscall_group(group: &str) -> BTreeSet<String> {
     set
 }
 
-/// The units allow `@system-service` and AF_UNIX/AF_INET/AF_INET6 only. Run the
+/// The units allow `@system-service` and AF_UNIX/AF_INET/AF_INET6/AF_NETLINK only. Run the
 /// real broker under strace through a busy life (startup, relaying, metrics
 /// scrapes, a reload by edit and by SIGHUP, a rejected file, a tenant added
 /// and removed, shutdown) and check every syscall and socket family it uses is
@@ -625,7 +628,7 @@ fn broker_syscalls_fit_the_units_seccomp_filter() {
     );
     let bad: Vec<_> = families
         .iter()
-        .filter(|f| !["AF_UNIX", "AF_INET", "AF_INET6"].contains(&f.as_str()))
+        .filter(|f| !["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"].contains(&f.as_str()))
         .collect();
     assert!(
         bad.is_empty(),
@@ -813,6 +816,77 @@ fn runs_as_service_user_with_only_chown_and_fowner() {
 #[test]
 fn runs_as_root_with_only_chown_and_fowner() {
     run_with_only_chown_and_fowner(Identity::BoundedRoot);
+}
+
+/// A crashed broker leaves its sockets behind, owned by the tenants (`0660`).
+/// A broker with only CAP_CHOWN + CAP_FOWNER may not connect to them to see
+/// whether they are stale (EACCES), so it asks the kernel which sockets listen
+/// (sock_diag): the leftover is replaced and the tenant comes up, while a live
+/// socket it cannot connect to either is left alone and the tenant is down.
+#[test]
+fn replaces_a_leftover_socket_it_may_not_connect_to() {
+    if skip_unless_root("chown to other uids, setpriv")
+        || !have("setpriv", "--version", "apt-get install util-linux")
+    {
+        return;
+    }
+    let who = Identity::ServiceUser;
+    let s = Scene::new();
+    let run_dir = s.dir.path().join("run");
+    for d in [run_dir.clone(), run_dir.join("stale"), run_dir.join("live")] {
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        nix::unistd::chown(
+            &d,
+            Some(nix::unistd::Uid::from_raw(who.uid())),
+            Some(nix::unistd::Gid::from_raw(who.uid())),
+        )
+        .unwrap();
+    }
+    let tenant_owned = |p: &Path| {
+        nix::unistd::chown(
+            p,
+            Some(nix::unistd::Uid::from_raw(ROOTMAP)),
+            Some(nix::unistd::Gid::from_raw(ROOTMAP)),
+        )
+        .unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).unwrap();
+    };
+    // What a crash leaves: the file, nobody listening.
+    let stale = run_dir.join("stale/docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    tenant_owned(&stale);
+    let stale_ino = std::fs::metadata(&stale).unwrap().ino();
+    // Someone else's live socket, also out of the broker's reach.
+    let live = run_dir.join("live/docker.sock");
+    let _live_listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+    tenant_owned(&live);
+    let live_ino = std::fs::metadata(&live).unwrap().ino();
+    write_config(
+        &s.config(),
+        &format!(
+            "defaults:\n  upstream: {}\ntenants:\n  stale:\n    listen: {}\n    uid: {ROOTMAP}\n    gid: {ROOTMAP}\n  live:\n    listen: {}\n    uid: {ROOTMAP}\n    gid: {ROOTMAP}\n",
+            s.upstream.path.display(),
+            stale.display(),
+            live.display()
+        ),
+    );
+    let mut b = Broker::spawn(who.command(&s.config()));
+    b.wait_log("a live socket someone is listening on");
+    wait_until("the leftover socket replaced", DEADLINE, || {
+        std::fs::metadata(&stale).is_ok_and(|m| m.ino() != stale_ino)
+    });
+    let out = run_client(&stale, b"ping", As::Ids(ROOTMAP, ROOTMAP));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.stdout, b"ping");
+    assert_eq!(
+        std::fs::metadata(&live).unwrap().ino(),
+        live_ino,
+        "a live socket was replaced"
+    );
+    assert!(!b.logs().contains("could not be probed"), "{}", b.logs());
+    b.signal(Signal::SIGTERM);
+    assert!(b.wait_exit(DEADLINE).success(), "{}", b.logs());
 }
 
 // ---------------------------------------------------------------------------

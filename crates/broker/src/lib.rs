@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod plan;
 pub use sockbroker_policy as policy;
 pub mod policy_relay;
+pub mod sockdiag;
 pub mod socket;
 pub mod status;
 pub mod supervisor;

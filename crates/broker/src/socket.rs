@@ -3,7 +3,8 @@
 //! A tenant socket is bound under a short temporary name in its target directory,
 //! chowned and chmodded there, and only then renamed onto its final path, so no
 //! peer ever sees it with the wrong owner or mode. What already sits at the final
-//! path decides what happens: nothing or a stale socket (connect refused) is
+//! path decides what happens: nothing or a stale socket (connect refused, or,
+//! when we may not connect, no listener on that file per [`crate::sockdiag`]) is
 //! replaced; a live socket, a symlink, a regular file or a directory is never
 //! touched and the tenant is reported down with that reason.
 //!
@@ -177,6 +178,15 @@ pub fn bind(
             } else if ft.is_socket() {
                 match UnixStream::connect(path) {
                     Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => "",
+                    // Without CAP_DAC_OVERRIDE a leftover socket owned by the
+                    // tenant cannot be connected to; ask the kernel instead.
+                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                        match crate::sockdiag::listening_on(m.dev(), m.ino()) {
+                            Ok(false) => "",
+                            Ok(true) => "a live socket someone is listening on",
+                            Err(_) => "a socket that could not be probed",
+                        }
+                    }
                     Err(_) => "a socket that could not be probed",
                     Ok(_) => "a live socket someone is listening on",
                 }
