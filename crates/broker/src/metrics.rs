@@ -219,57 +219,86 @@ struct TenantCollector {
     tenants: TenantTable,
 }
 
-/// Name, help, type and label names (besides `tenant`) of the per-tenant families.
-const TENANT_FAMILIES: [(&str, &str, MetricType, &[&str]); 8] = [
-    (
-        "sockbroker_tenant_up",
-        "Whether the tenant's socket is listening (1) or down (0).",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "sockbroker_connections_active",
-        "Connections currently open through the tenant.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "sockbroker_connections_total",
-        "Connections accepted on the tenant's socket, including rejected ones.",
-        MetricType::COUNTER,
-        &[],
-    ),
-    (
-        "sockbroker_connections_rejected_total",
-        "Connections closed without relaying, by reason.",
-        MetricType::COUNTER,
-        &["reason"],
-    ),
-    (
-        "sockbroker_bytes_total",
-        "Bytes relayed; direction upstream = client to upstream, downstream = back.",
-        MetricType::COUNTER,
-        &["direction"],
-    ),
-    (
-        "sockbroker_connection_duration_seconds",
-        "Lifetime of relayed connections.",
-        MetricType::HISTOGRAM,
-        &[],
-    ),
-    (
-        "sockbroker_upstream_connect_duration_seconds",
-        "Time to connect to the upstream socket.",
-        MetricType::HISTOGRAM,
-        &[],
-    ),
-    (
-        "sockbroker_requests_total",
-        "HTTP requests seen in access-policy mode, by verdict.",
-        MetricType::COUNTER,
-        &["verdict"],
-    ),
-];
+/// The per-tenant metric families, in the order `/metrics` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Up,
+    Active,
+    Connections,
+    Rejected,
+    Bytes,
+    Duration,
+    Connect,
+    Requests,
+}
+
+impl Family {
+    const ALL: [Family; 8] = [
+        Family::Up,
+        Family::Active,
+        Family::Connections,
+        Family::Rejected,
+        Family::Bytes,
+        Family::Duration,
+        Family::Connect,
+        Family::Requests,
+    ];
+
+    /// Name, help, type and the label besides `tenant` (if any).
+    fn describe(self) -> (&'static str, &'static str, MetricType, Option<&'static str>) {
+        use MetricType::{COUNTER, GAUGE, HISTOGRAM};
+        match self {
+            Family::Up => (
+                "sockbroker_tenant_up",
+                "Whether the tenant's socket is listening (1) or down (0).",
+                GAUGE,
+                None,
+            ),
+            Family::Active => (
+                "sockbroker_connections_active",
+                "Connections currently open through the tenant.",
+                GAUGE,
+                None,
+            ),
+            Family::Connections => (
+                "sockbroker_connections_total",
+                "Connections accepted on the tenant's socket, including rejected ones.",
+                COUNTER,
+                None,
+            ),
+            Family::Rejected => (
+                "sockbroker_connections_rejected_total",
+                "Connections closed without relaying, by reason.",
+                COUNTER,
+                Some("reason"),
+            ),
+            Family::Bytes => (
+                "sockbroker_bytes_total",
+                "Bytes relayed; direction upstream = client to upstream, downstream = back.",
+                COUNTER,
+                Some("direction"),
+            ),
+            Family::Duration => (
+                "sockbroker_connection_duration_seconds",
+                "Lifetime of relayed connections.",
+                HISTOGRAM,
+                None,
+            ),
+            Family::Connect => (
+                "sockbroker_upstream_connect_duration_seconds",
+                "Time to connect to the upstream socket.",
+                HISTOGRAM,
+                None,
+            ),
+            Family::Requests => (
+                "sockbroker_requests_total",
+                "HTTP requests seen in access-policy mode, by verdict.",
+                COUNTER,
+                Some("verdict"),
+            ),
+        }
+    }
+}
 
 fn label(name: &str, value: &str) -> LabelPair {
     LabelPair {
@@ -305,76 +334,58 @@ fn gauge(v: f64) -> proto::Gauge {
 }
 
 impl TenantCollector {
-    /// The series of family `i` (an index into [`TENANT_FAMILIES`]) for one tenant.
-    fn push_series(i: usize, t: &TenantCounters, out: &mut Vec<proto::Metric>) {
+    /// One tenant's series of `family`.
+    fn push_series(family: Family, t: &TenantCounters, out: &mut Vec<proto::Metric>) {
         let n = t.name.as_str();
-        let mut m;
-        match i {
-            0 => {
-                m = series(n, None);
-                m.set_gauge(gauge(f64::from(u8::from(t.up.load(Relaxed)))));
+        // A counter per value of the family's second label.
+        let mut counters = |label: &str, values: &[(&str, &AtomicU64)]| {
+            for (value, c) in values {
+                let mut m = series(n, Some((label, value)));
+                m.set_counter(counter(c.load(Relaxed)));
+                out.push(m);
             }
-            1 => {
-                m = series(n, None);
-                m.set_gauge(gauge(t.active.load(Relaxed) as f64));
+        };
+        let mut m = series(n, None);
+        match family {
+            Family::Up => m.set_gauge(gauge(f64::from(u8::from(t.up.load(Relaxed))))),
+            Family::Active => m.set_gauge(gauge(t.active.load(Relaxed) as f64)),
+            Family::Connections => m.set_counter(counter(t.total.load(Relaxed))),
+            Family::Duration => m.set_histogram(t.duration.to_proto()),
+            Family::Connect => m.set_histogram(t.connect.to_proto()),
+            Family::Rejected => {
+                let values: Vec<_> = REJECT_REASONS.into_iter().zip(&t.rejected).collect();
+                return counters("reason", &values);
             }
-            2 => {
-                m = series(n, None);
-                m.set_counter(counter(t.total.load(Relaxed)));
+            Family::Bytes => {
+                return counters(
+                    "direction",
+                    &[
+                        ("upstream", &t.bytes_upstream),
+                        ("downstream", &t.bytes_downstream),
+                    ],
+                )
             }
-            3 => {
-                for (reason, c) in REJECT_REASONS.iter().zip(&t.rejected) {
-                    let mut m = series(n, Some(("reason", reason)));
-                    m.set_counter(counter(c.load(Relaxed)));
-                    out.push(m);
-                }
-                return;
-            }
-            4 => {
-                for (dir, c) in [
-                    ("upstream", &t.bytes_upstream),
-                    ("downstream", &t.bytes_downstream),
-                ] {
-                    let mut m = series(n, Some(("direction", dir)));
-                    m.set_counter(counter(c.load(Relaxed)));
-                    out.push(m);
-                }
-                return;
-            }
-            5 => {
-                m = series(n, None);
-                m.set_histogram(t.duration.to_proto());
-            }
-            6 => {
-                m = series(n, None);
-                m.set_histogram(t.connect.to_proto());
-            }
-            _ => {
-                if !t.policy_seen.load(Relaxed) {
-                    return;
-                }
-                for (verdict, c) in [
-                    ("allowed", &t.requests_allowed),
-                    ("denied", &t.requests_denied),
-                ] {
-                    let mut m = series(n, Some(("verdict", verdict)));
-                    m.set_counter(counter(c.load(Relaxed)));
-                    out.push(m);
-                }
-                return;
+            // Only tenants that served in access-policy mode have these series.
+            Family::Requests if !t.policy_seen.load(Relaxed) => return,
+            Family::Requests => {
+                return counters(
+                    "verdict",
+                    &[
+                        ("allowed", &t.requests_allowed),
+                        ("denied", &t.requests_denied),
+                    ],
+                )
             }
         }
         out.push(m);
     }
-}
 
-impl TenantCollector {
-    /// Family `i` of [`TENANT_FAMILIES`] with one or more series per tenant.
-    fn family(&self, i: usize, tenants: &[TenantMetrics]) -> MetricFamily {
-        let (name, help, kind, _) = TENANT_FAMILIES[i];
+    /// `family` with one or more series per tenant.
+    fn family(&self, family: Family, tenants: &[TenantMetrics]) -> MetricFamily {
+        let (name, help, kind, _) = family.describe();
         let mut metric = Vec::with_capacity(tenants.len());
         for t in tenants {
-            Self::push_series(i, t, &mut metric);
+            Self::push_series(family, t, &mut metric);
         }
         let mut f = MetricFamily::default();
         f.set_name(name.to_owned());
@@ -533,8 +544,8 @@ impl Metrics {
         enc.encode(&self.registry.gather(), &mut buf)
             .expect("text encoding into a Vec cannot fail");
         let tenants = self.per_tenant.snapshot();
-        for i in 0..TENANT_FAMILIES.len() {
-            let family = self.per_tenant.family(i, &tenants);
+        for f in Family::ALL {
+            let family = self.per_tenant.family(f, &tenants);
             if !family.get_metric().is_empty() {
                 enc.encode(&[family], &mut buf)
                     .expect("text encoding into a Vec cannot fail");
@@ -630,9 +641,10 @@ mod tests {
 
     #[test]
     fn tenant_family_names_and_labels_are_valid() {
-        for (name, help, _, labels) in TENANT_FAMILIES {
+        for f in Family::ALL {
+            let (name, help, _, label) = f.describe();
             let mut l = vec!["tenant".to_owned()];
-            l.extend(labels.iter().map(|s| (*s).to_owned()));
+            l.extend(label.map(str::to_owned));
             prometheus::core::Desc::new(name.into(), help.into(), l, Default::default())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
