@@ -4,6 +4,9 @@
 #
 #   crates/policy/fuzz/run.sh [SECONDS_PER_TARGET]     default 60
 #
+# SB_FUZZ_VERBOSITY=0 hides libFuzzer's line per new input (CI sets it; a
+# crash report and the final stats are printed either way).
+#
 # Needs the nightly toolchain (installed on the project's machines) and
 # cargo-fuzz (installed from crates.io when missing). The first build takes a
 # few minutes (everything is rebuilt with sanitizer instrumentation).
@@ -19,5 +22,6 @@ for target in request rule_match; do
   mkdir -p "corpus/$target"
   echo "fuzz: $target for ${secs}s"
   cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-    -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+    -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -verbosity="${SB_FUZZ_VERBOSITY:-1}"
 done
