@@ -474,7 +474,15 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
     if skip_unless_root("tenant sockets are chowned") {
         return;
     }
-    let f = Fixture::start(&[("ro", "access: read-only")]);
+    let f = Fixture::start(&[("ro", "access: read-only"), ("plain", "")]);
+    // A policy tenant's request counters exist from 0 before any request; a
+    // tenant without a policy has none.
+    for verdict in ["allowed", "denied"] {
+        let series = format!("sockbroker_requests_total{{tenant=\"ro\",verdict=\"{verdict}\"}}");
+        assert_eq!(f.metric(&series), Some(0.0), "{series}");
+        let series = format!("sockbroker_requests_total{{tenant=\"plain\",verdict=\"{verdict}\"}}");
+        assert_eq!(f.metric(&series), None, "{series}");
+    }
     let mut c = f.client("ro");
     let r = c.call(&get("/_ping"));
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));

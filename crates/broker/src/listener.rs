@@ -47,6 +47,9 @@ impl TenantShared {
     /// A tenant with `spec` as its settings, initially down ("not set up yet").
     pub fn new(spec: Arc<TenantSpec>, metrics: TenantMetrics) -> Arc<Self> {
         metrics.set_up(false);
+        if spec.access.policy().is_some() {
+            metrics.policy_mode();
+        }
         Arc::new(TenantShared {
             name: spec.name.clone(),
             settings: watch::Sender::new(spec),
@@ -54,6 +57,14 @@ impl TenantShared {
             metrics,
             state: Mutex::new(TenantState::Down("not set up yet".into())),
         })
+    }
+
+    /// New settings: connections accepted from now on use them.
+    pub fn update(&self, spec: Arc<TenantSpec>) {
+        if spec.access.policy().is_some() {
+            self.metrics.policy_mode();
+        }
+        self.settings.send_replace(spec);
     }
 
     /// The settings new connections get.

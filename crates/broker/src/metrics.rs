@@ -119,8 +119,9 @@ pub struct TenantCounters {
     duration: AtomicHistogram<13>,
     /// How long connecting to the upstream took.
     connect: AtomicHistogram<11>,
-    /// Set once the tenant served a connection in access-policy mode: only then
-    /// does it have `sockbroker_requests_total` series.
+    /// Set once the tenant is configured with an access policy: only then does
+    /// it have `sockbroker_requests_total` series (from 0, so rates and alerts
+    /// work before the first request).
     policy_seen: AtomicBool,
     /// Policy-mode requests allowed.
     requests_allowed: AtomicU64,
@@ -174,7 +175,7 @@ impl TenantCounters {
         self.connect.observe(d);
     }
 
-    /// The tenant serves in access-policy mode: give it `requests_total` series.
+    /// The tenant has an access policy: give it `requests_total` series.
     pub fn policy_mode(&self) {
         self.policy_seen.store(true, Relaxed);
     }

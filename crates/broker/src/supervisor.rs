@@ -118,7 +118,7 @@ impl Supervisor {
             let spec = Arc::new(change.spec);
             if change.moved {
                 // Bind the new path first; only then retire the old listener.
-                t.shared.settings.send_replace(spec.clone());
+                t.shared.update(spec.clone());
                 match bind_listener(&t.shared, &spec) {
                     Ok(h) => {
                         if let Some(old) = t.listener.replace(h) {
@@ -150,7 +150,7 @@ impl Supervisor {
                         }
                     }
                 }
-                t.shared.settings.send_replace(spec.clone());
+                t.shared.update(spec.clone());
             }
             self.applied.insert(name, spec);
         }

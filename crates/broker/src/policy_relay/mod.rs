@@ -191,7 +191,6 @@ pub async fn serve(
     started: Instant,
 ) {
     let m = &tenant.metrics;
-    m.policy_mode();
     let audit = Audit {
         tenant: &tenant.name,
         peer,
