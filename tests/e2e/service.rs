@@ -294,6 +294,36 @@ fn systemd_version() -> u32 {
         .unwrap_or(0)
 }
 
+/// A NOTIFY_SOCKET nobody reads (its queue holds net.unix.max_dgram_qlen = 10
+/// datagrams; then a send blocks) must not stall the broker: after a dozen
+/// reloads, each announced with RELOADING=1 and READY=1, it still applies
+/// edits and shuts down.
+#[test]
+fn an_unread_notify_socket_does_not_stall_the_broker() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    const T: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
+    let s = Scene::new();
+    s.write(&[("a", T)]);
+    let path = s.dir.path().join("notify.sock");
+    let _never_read = UnixDatagram::bind(&path).unwrap();
+    let mut b = Broker::start(
+        &s.config(),
+        &[],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    wait_socket(&s.sock("a"));
+    for i in 1..=12 {
+        b.signal(Signal::SIGHUP);
+        b.wait_log_n("SIGHUP: reloading", i);
+    }
+    s.write(&[("a", T), ("b", T)]);
+    wait_socket(&s.sock("b"));
+    b.signal(Signal::SIGTERM);
+    assert!(b.wait_exit(DEADLINE).success(), "{}", b.logs());
+}
+
 /// Every unit passes `systemd-analyze verify` without a single warning (an
 /// unknown or misspelt key is only a warning there, so any output fails). The
 /// notify-reload drop-in too, where systemd is new enough (≥ 253); on older

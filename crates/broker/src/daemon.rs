@@ -6,6 +6,8 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -55,12 +57,76 @@ fn raise_nofile_limit() {
     }
 }
 
+/// Where notifications go: the sending thread's queue, or `None` without a
+/// service manager (NOTIFY_SOCKET unset).
+///
+/// The sd-notify crate sends blocking, and the NOTIFY_SOCKET queue holds only
+/// `net.unix.max_dgram_qlen` (10) datagrams: a manager that stops reading
+/// (or a stale NOTIFY_SOCKET inherited from elsewhere) would block the daemon
+/// loop within a few reloads — no more reloads, signals or drains. So the
+/// messages are sent from a thread of their own, and dropped (with a warning)
+/// when even its queue is full.
+static NOTIFIER: OnceLock<Option<SyncSender<Notice>>> = OnceLock::new();
+
+/// What the sd_notify thread is asked to do.
+enum Notice {
+    /// Send this datagram.
+    Send(String),
+    /// Say so once everything queued before has been sent.
+    Flushed(std::sync::mpsc::Sender<()>),
+}
+
 /// Tell the service manager something, if there is one (NOTIFY_SOCKET set).
+/// Never blocks.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = sd_notify::notify(false, states) {
-            tracing::debug!(error = %e, "sd_notify failed");
+    let queue = NOTIFIER.get_or_init(|| {
+        std::env::var_os("NOTIFY_SOCKET")?;
+        let (tx, rx) = sync_channel::<Notice>(32);
+        let spawned = std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                for notice in rx {
+                    match notice {
+                        Notice::Send(msg) => {
+                            let state = sd_notify::NotifyState::Custom(&msg);
+                            if let Err(e) = sd_notify::notify(false, &[state]) {
+                                tracing::debug!(error = %e, "sd_notify failed");
+                            }
+                        }
+                        Notice::Flushed(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the sd_notify thread; not notifying the service manager");
+                None
+            }
         }
+    });
+    let Some(tx) = queue else { return };
+    // One datagram, one `KEY=VALUE` line per state, as sd_notify(3) sends it.
+    let msg = states
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if let Err(TrySendError::Full(_)) = tx.try_send(Notice::Send(msg)) {
+        tracing::warn!("the service manager is not reading NOTIFY_SOCKET; dropping a notification");
+    }
+}
+
+/// Before exiting: give what is queued (STOPPING=1) up to `limit` to go out.
+fn notify_flush(limit: Duration) {
+    let Some(Some(tx)) = NOTIFIER.get() else {
+        return;
+    };
+    let (done, flushed) = std::sync::mpsc::channel();
+    if tx.try_send(Notice::Flushed(done)).is_ok() && flushed.recv_timeout(limit).is_err() {
+        tracing::warn!("the service manager did not take our last notifications; exiting anyway");
     }
 }
 
@@ -205,6 +271,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
     }
     drop(http);
+    notify_flush(Duration::from_secs(1));
     Ok(())
 }
 
