@@ -248,6 +248,32 @@ impl ModeShadow {
     }
 }
 
+/// [`ModeShadow`], read only when a `mode:` turns out to be an integer (rare:
+/// the documented form is quoted), since reading it is another full parse.
+pub(crate) struct LazyModeShadow<'t> {
+    /// The file's text.
+    text: &'t str,
+    /// The shadow, once read.
+    read: std::cell::OnceCell<ModeShadow>,
+}
+
+impl<'t> LazyModeShadow<'t> {
+    /// Nothing is parsed yet.
+    pub fn new(text: &'t str) -> Self {
+        LazyModeShadow {
+            text,
+            read: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// See [`ModeShadow::mode`].
+    pub fn mode(&self, tenant: Option<&str>) -> Option<&str> {
+        self.read
+            .get_or_init(|| ModeShadow::read(self.text))
+            .mode(tenant)
+    }
+}
+
 /// A block with a `mode:` key, other keys ignored.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ShadowBlock {

@@ -448,6 +448,11 @@ fn schema_and_syntax_errors() {
     assert!(e.message.starts_with("invalid YAML: "), "{e}");
     let e = one("a: 1\n---\nb: 2\n");
     assert!(e.message.contains("more than one YAML document"), "{e}");
+    // A schema error before a syntax error: the syntax error is what is reported.
+    let e = one("tenants: [a, b]\nmetrics: {listen: [\n");
+    assert!(e.message.starts_with("invalid YAML: "), "{e}");
+    let e = one("bogus: 1\ntenants:\n  a:\n    listen: [/x\n");
+    assert!(e.message.starts_with("invalid YAML: "), "{e}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! From the raw serde view to a [`Config`], collecting every error.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use serde_yaml::Value;
 
 use super::error::{parse_unknown_field, unknown_key_message};
 use super::locate::Locator;
-use super::raw::{ModeShadow, RawAllow, RawConfig, RawDefaults, RawTenant, RawUsernsMap};
+use super::raw::{LazyModeShadow, RawAllow, RawConfig, RawDefaults, RawTenant, RawUsernsMap};
 use super::subid::{Kind, SubIdDb};
 use super::values::{
     self, describe, parse_access, parse_duration, parse_id, parse_id_range, parse_max_connections,
@@ -34,23 +35,29 @@ pub(super) fn parse(text: &str, source: &Path, ids: &SubIdFiles) -> Result<Confi
     if text.trim_start_matches('\u{feff}').trim().is_empty() {
         return Err(ConfigError::file_level(source, EMPTY_FILE).into());
     }
-    // Well-formed YAML first (one document), so that a syntax error is never
-    // mistaken for a schema error found before it.
-    if let Err(e) = serde_yaml::from_str::<serde::de::IgnoredAny>(text) {
-        return Err(serde_error(&e, text, source, true).into());
-    }
     let raw = match serde_yaml::from_str::<Option<RawConfig>>(text) {
         Ok(Some(raw)) => raw,
         Ok(None) => {
             // Only comments, `---` or `null`: as empty as an empty file.
             return Err(ConfigError::file_level(source, EMPTY_FILE).into());
         }
-        Err(e) => return Err(serde_error(&e, text, source, false).into()),
+        Err(e) => {
+            // A syntax error anywhere (or a second document) is reported as
+            // such, never as a schema error the parser happened to meet first.
+            // Checked only on failure: it is a second full parse of the file.
+            if let Err(syntax) = serde_yaml::from_str::<serde::de::IgnoredAny>(text) {
+                return Err(serde_error(&syntax, text, source, true).into());
+            }
+            return Err(serde_error(&e, text, source, false).into());
+        }
     };
-    let shadow = ModeShadow::read(text);
+    // Both are more passes over the text, needed only for some errors and for
+    // integer modes: built on first use.
+    let shadow = LazyModeShadow::new(text);
     let mut ctx = Ctx {
         file: source,
-        locator: Locator::new(text),
+        text,
+        locator: OnceCell::new(),
         errors: Vec::new(),
     };
     let mut db = SubIdDb::new(ids);
@@ -182,11 +189,18 @@ impl<'n> Scope<'n> {
 
 struct Ctx<'a> {
     file: &'a Path,
-    locator: Locator,
+    /// The file's text, for the locator.
+    text: &'a str,
+    /// Key positions, built from `text` when the first error needs one.
+    locator: OnceCell<Locator>,
     errors: Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
+    fn locator(&self) -> &Locator {
+        self.locator.get_or_init(|| Locator::new(self.text))
+    }
+
     /// An error about `key` (a dotted field under `scope`), located at that key
     /// or the nearest enclosing key found in the text.
     fn err(&mut self, scope: Scope<'_>, key: Option<&str>, message: impl Into<String>) {
@@ -204,7 +218,7 @@ impl Ctx<'_> {
     ) {
         let mut path = scope.base();
         path.extend_from_slice(at);
-        let span = self.locator.find_nearest(&path);
+        let span = self.locator().find_nearest(&path);
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             tenant: scope.tenant(),
@@ -229,8 +243,8 @@ impl Ctx<'_> {
         let mut path = scope.base();
         path.extend_from_slice(at);
         let span = item
-            .and_then(|i| self.locator.find_item(&path, i))
-            .or_else(|| self.locator.find_nearest(&path));
+            .and_then(|i| self.locator().find_item(&path, i))
+            .or_else(|| self.locator().find_nearest(&path));
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             tenant: scope.tenant(),
@@ -328,7 +342,7 @@ impl<'v> From<&'v RawTenant> for CommonRaw<'v> {
 fn resolve(
     ctx: &mut Ctx<'_>,
     raw: &RawConfig,
-    shadow: &ModeShadow,
+    shadow: &LazyModeShadow<'_>,
     db: &mut SubIdDb<'_>,
 ) -> Config {
     let metrics = resolve_metrics(ctx, raw);
@@ -337,7 +351,7 @@ fn resolve(
             ctx,
             Scope::Defaults,
             CommonRaw::from(d),
-            shadow.mode(None),
+            || shadow.mode(None),
             &Common::builtin(),
         ),
         None => Common::builtin(),
@@ -374,7 +388,7 @@ fn resolve(
             ctx,
             scope,
             CommonRaw::from(t),
-            shadow.mode(Some(name)),
+            || shadow.mode(Some(name)),
             &defaults,
         );
         let owner = resolve_owner(ctx, scope, t, db);
@@ -440,11 +454,11 @@ fn resolve_metrics(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Option<MetricsConfig> 
     }
 }
 
-fn resolve_common(
+fn resolve_common<'m>(
     ctx: &mut Ctx<'_>,
     scope: Scope<'_>,
     raw: CommonRaw<'_>,
-    mode_text: Option<&str>,
+    mode_text: impl Fn() -> Option<&'m str>,
     base: &Common,
 ) -> Common {
     let mut c = base.clone();
@@ -453,7 +467,7 @@ fn resolve_common(
             parse_socket_path(v, DEFAULT_UPSTREAM)
         });
     }
-    if let Some(m) = ctx.value(scope, "mode", raw.mode, |v| parse_mode(v, mode_text)) {
+    if let Some(m) = ctx.value(scope, "mode", raw.mode, |v| parse_mode(v, mode_text())) {
         c.mode = m;
     }
     if let Some(v) = raw.access {
