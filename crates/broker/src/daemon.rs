@@ -6,8 +6,6 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, SubIdFiles};
 use crate::metrics::Metrics;
+use crate::notify;
 use crate::supervisor::Supervisor;
 use crate::watch::{self, WatchMode};
 
@@ -57,79 +56,6 @@ fn raise_nofile_limit() {
     }
 }
 
-/// Where notifications go: the sending thread's queue, or `None` without a
-/// service manager (NOTIFY_SOCKET unset).
-///
-/// The sd-notify crate sends blocking, and the NOTIFY_SOCKET queue holds only
-/// `net.unix.max_dgram_qlen` (10) datagrams: a manager that stops reading
-/// (or a stale NOTIFY_SOCKET inherited from elsewhere) would block the daemon
-/// loop within a few reloads — no more reloads, signals or drains. So the
-/// messages are sent from a thread of their own, and dropped (with a warning)
-/// when even its queue is full.
-static NOTIFIER: OnceLock<Option<SyncSender<Notice>>> = OnceLock::new();
-
-/// What the sd_notify thread is asked to do.
-enum Notice {
-    /// Send this datagram.
-    Send(String),
-    /// Say so once everything queued before has been sent.
-    Flushed(std::sync::mpsc::Sender<()>),
-}
-
-/// Tell the service manager something, if there is one (NOTIFY_SOCKET set).
-/// Never blocks.
-fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    let queue = NOTIFIER.get_or_init(|| {
-        std::env::var_os("NOTIFY_SOCKET")?;
-        let (tx, rx) = sync_channel::<Notice>(32);
-        let spawned = std::thread::Builder::new()
-            .name("sd-notify".into())
-            .spawn(move || {
-                for notice in rx {
-                    match notice {
-                        Notice::Send(msg) => {
-                            let state = sd_notify::NotifyState::Custom(&msg);
-                            if let Err(e) = sd_notify::notify(false, &[state]) {
-                                tracing::debug!(error = %e, "sd_notify failed");
-                            }
-                        }
-                        Notice::Flushed(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            });
-        match spawned {
-            Ok(_) => Some(tx),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the sd_notify thread; not notifying the service manager");
-                None
-            }
-        }
-    });
-    let Some(tx) = queue else { return };
-    // One datagram, one `KEY=VALUE` line per state, as sd_notify(3) sends it.
-    let msg = states
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    if let Err(TrySendError::Full(_)) = tx.try_send(Notice::Send(msg)) {
-        tracing::warn!("the service manager is not reading NOTIFY_SOCKET; dropping a notification");
-    }
-}
-
-/// Before exiting: give what is queued (STOPPING=1) up to `limit` to go out.
-fn notify_flush(limit: Duration) {
-    let Some(Some(tx)) = NOTIFIER.get() else {
-        return;
-    };
-    let (done, flushed) = std::sync::mpsc::channel();
-    if tx.try_send(Notice::Flushed(done)).is_ok() && flushed.recv_timeout(limit).is_err() {
-        tracing::warn!("the service manager did not take our last notifications; exiting anyway");
-    }
-}
-
 /// `STATUS=` text, e.g. "2/2 tenants up, 0 connections" (`systemctl status` shows it).
 fn status_line(sup: &Supervisor) -> String {
     let total = sup.applied().len();
@@ -139,15 +65,6 @@ fn status_line(sup: &Supervisor) -> String {
         total,
         sup.active_connections()
     )
-}
-
-/// `RELOADING=1` with `MONOTONIC_USEC=` (what `Type=notify-reload` waits for).
-fn notify_reloading() {
-    let mut reloading = vec![sd_notify::NotifyState::Reloading];
-    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
-        reloading.push(now);
-    }
-    notify(&reloading);
 }
 
 /// Run the broker until SIGTERM/SIGINT. An invalid config at startup is an error
@@ -199,7 +116,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     retry.tick().await;
 
     let mut status = status_line(&sup);
-    notify(&[
+    notify::send(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
     ]);
@@ -221,7 +138,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 let now = status_line(&sup);
                 if now != status {
                     status = now;
-                    notify(&[sd_notify::NotifyState::Status(&status)]);
+                    notify::send(&[sd_notify::NotifyState::Status(&status)]);
                 }
                 continue;
             }
@@ -232,7 +149,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         // file did not change or cannot be read: `systemctl reload` under
         // Type=notify-reload waits for exactly that pair.
         if force {
-            notify_reloading();
+            notify::reloading();
         }
         let announced = reload(
             &opts,
@@ -244,16 +161,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ) || force;
         status = status_line(&sup);
         if announced {
-            notify(&[
+            notify::send(&[
                 sd_notify::NotifyState::Ready,
                 sd_notify::NotifyState::Status(&status),
             ]);
         } else {
-            notify(&[sd_notify::NotifyState::Status(&status)]);
+            notify::send(&[sd_notify::NotifyState::Status(&status)]);
         }
     }
 
-    notify(&[
+    notify::send(&[
         sd_notify::NotifyState::Stopping,
         sd_notify::NotifyState::Status(&format!(
             "stopping: removing sockets, draining {} connections",
@@ -271,7 +188,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
     }
     drop(http);
-    notify_flush(Duration::from_secs(1));
+    notify::flush(Duration::from_secs(1));
     Ok(())
 }
 
@@ -321,7 +238,7 @@ fn reload(
     }
     let started = std::time::Instant::now();
     if !force {
-        notify_reloading();
+        notify::reloading();
     }
     match config::parse(&text, &opts.config, &opts.subids) {
         Ok(cfg) => {

@@ -1,4 +1,4 @@
-//! Applying a [`Plan`](crate::plan::Plan) to the running tenants.
+//! Applying a [`Plan`] to the running tenants.
 //!
 //! The supervisor owns the running state: for each tenant its shared settings
 //! and, while it is up, its one current listener. It is driven by a single task
