@@ -19,20 +19,6 @@ fn rules_file() -> PathBuf {
     workspace().join("deploy/prometheus/sockbroker-rules.yml")
 }
 
-/// True when `prog --version` runs; otherwise prints why the test is skipped.
-fn have(prog: &str, package: &str) -> bool {
-    let ok = Command::new(prog)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("SKIPPED: `{prog}` not found (apt-get install {package}; .ci/run installs it)");
-    }
-    ok
-}
-
 /// A broker with its metrics server on a free loopback port, in a [`Scene`].
 struct Fixture {
     /// Dropped first: the broker is killed before the scene's directory goes.
@@ -196,7 +182,9 @@ fn promtool(args: &[&str], stdin: &[u8]) -> (bool, String) {
 
 #[test]
 fn exposition_passes_promtool_check_metrics() {
-    if skip_unless_root("tenant sockets are chowned") || !have("promtool", "prometheus") {
+    if skip_unless_root("tenant sockets are chowned")
+        || !have("promtool", "--version", "apt-get install prometheus")
+    {
         return;
     }
     let f = Fixture::start(Scene::new(), &[("a", T), ("b", T)]);
@@ -673,7 +661,7 @@ fn idle_clients_do_not_stall_metrics() {
 
 #[test]
 fn alert_rules_pass_promtool_check_rules() {
-    if !have("promtool", "prometheus") {
+    if !have("promtool", "--version", "apt-get install prometheus") {
         return;
     }
     let path = rules_file();
@@ -833,7 +821,9 @@ impl Drop for Prometheus {
 
 #[test]
 fn real_prometheus_scrapes_the_broker() {
-    if skip_unless_root("tenant sockets are chowned") || !have("prometheus", "prometheus") {
+    if skip_unless_root("tenant sockets are chowned")
+        || !have("prometheus", "--version", "apt-get install prometheus")
+    {
         return;
     }
     let f = Fixture::start(Scene::new(), &[("a", T)]);

@@ -24,20 +24,6 @@ use sockbroker_e2e::{output_text as text, run_cmd as run, run_ok as ok};
 /// Host uid/gid of root in `--userns-remap=default` containers (dockremap 231072:65536).
 const ROOTMAP: u32 = 231072;
 
-/// True when `prog` runs (with `arg`); otherwise prints why the test is skipped.
-fn have(prog: &str, arg: &str, install: &str) -> bool {
-    let ok = Command::new(prog)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("SKIPPED: `{prog}` not found ({install}; .ci/run installs it)");
-    }
-    ok
-}
-
 fn deploy(rel: &str) -> PathBuf {
     workspace().join("deploy").join(rel)
 }
@@ -724,6 +710,17 @@ fn proc_status(pid: u32, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Give `path` owner `uid:gid` and permission bits `mode`.
+fn own(path: &Path, uid: u32, gid: u32, mode: u32) {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 /// The systemd units in miniature (without systemd): the broker with only
 /// CAP_CHOWN and CAP_FOWNER, the upstream `root:docker 0660`, the socket
 /// directory owned by the broker's uid (RuntimeDirectory=). The tenant socket
@@ -738,23 +735,11 @@ fn run_with_only_chown_and_fowner(who: Identity) {
     }
     let s = Scene::new();
     // The upstream, like /var/run/docker.sock: root:docker 0660.
-    nix::unistd::chown(
-        &s.upstream.path,
-        Some(nix::unistd::Uid::from_raw(0)),
-        Some(nix::unistd::Gid::from_raw(DOCKER_GID)),
-    )
-    .unwrap();
-    std::fs::set_permissions(&s.upstream.path, std::fs::Permissions::from_mode(0o660)).unwrap();
+    own(&s.upstream.path, 0, DOCKER_GID, 0o660);
     // /run/sockbroker as RuntimeDirectory= makes it: owned by the unit's user, 0755.
     let run_dir = s.dir.path().join("run");
     std::fs::create_dir(&run_dir).unwrap();
-    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    nix::unistd::chown(
-        &run_dir,
-        Some(nix::unistd::Uid::from_raw(who.uid())),
-        Some(nix::unistd::Gid::from_raw(who.uid())),
-    )
-    .unwrap();
+    own(&run_dir, who.uid(), who.uid(), 0o755);
     // A root-owned directory: the service user may not create tenant directories there.
     let root_dir = s.dir.path().join("rootonly");
     std::fs::create_dir(&root_dir).unwrap();
@@ -865,23 +850,9 @@ fn replaces_a_leftover_socket_it_may_not_connect_to() {
     let run_dir = s.dir.path().join("run");
     for d in [run_dir.clone(), run_dir.join("stale"), run_dir.join("live")] {
         std::fs::create_dir(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        nix::unistd::chown(
-            &d,
-            Some(nix::unistd::Uid::from_raw(who.uid())),
-            Some(nix::unistd::Gid::from_raw(who.uid())),
-        )
-        .unwrap();
+        own(&d, who.uid(), who.uid(), 0o755);
     }
-    let tenant_owned = |p: &Path| {
-        nix::unistd::chown(
-            p,
-            Some(nix::unistd::Uid::from_raw(ROOTMAP)),
-            Some(nix::unistd::Gid::from_raw(ROOTMAP)),
-        )
-        .unwrap();
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o660)).unwrap();
-    };
+    let tenant_owned = |p: &Path| own(p, ROOTMAP, ROOTMAP, 0o660);
     // What a crash leaves: the file, nobody listening.
     let stale = run_dir.join("stale/docker.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());

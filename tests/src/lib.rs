@@ -78,6 +78,21 @@ pub fn skip_unless_root(needs: &str) -> bool {
     false
 }
 
+/// True when `prog ARG` (e.g. `--version`) runs; otherwise prints a SKIPPED
+/// line saying how to install it (`install`, e.g. "apt-get install strace").
+pub fn have(prog: &str, arg: &str, install: &str) -> bool {
+    let ok = Command::new(prog)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPED: `{prog}` not found ({install}; .ci/run installs it)");
+    }
+    ok
+}
+
 /// A command's stdout followed by its stderr, for failure messages.
 pub fn output_text(o: &Output) -> String {
     format!(
