@@ -568,6 +568,44 @@ fn removed_tenant_series_go_after_drain_and_reload_gauges() {
         (now - ts).abs() < 60.0,
         "last success timestamp {ts} is not recent (now {now})"
     );
+
+    // A failed edit undone (the running content written back, byte for byte):
+    // the file and the running configuration agree again, so the gauge is 1
+    // again although nothing needs applying.
+    write_config(&f.s.config(), &bad);
+    f.wait_scrape("the second failed reload to show", |t| {
+        metric_value(t, "sockbroker_config_last_reload_successful") == Some(0.0)
+    });
+    f.write(&[("a", T), ("c", T)]);
+    f.wait_scrape("the undone edit to count as a success", |t| {
+        metric_value(t, "sockbroker_config_last_reload_successful") == Some(1.0)
+    });
+}
+
+/// The metrics address is taken: the broker exits 1 saying so, and takes the
+/// tenant sockets it had already created with it instead of leaving them.
+#[test]
+fn metrics_address_in_use_exits_without_leaving_sockets() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let s = Scene::new();
+    write_config(&s.config(), &Fixture::yaml_for(&s, &addr, &[("a", T)]));
+    let mut b = Broker::start(&s.config(), &[], &[]);
+    let status = b.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(1), "{}", b.logs());
+    assert!(
+        b.logs().contains("cannot start the metrics/health server"),
+        "{}",
+        b.logs()
+    );
+    assert!(
+        !s.sock("a").exists(),
+        "tenant socket left behind:\n{}",
+        b.logs()
+    );
 }
 
 #[test]

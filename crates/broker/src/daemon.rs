@@ -98,16 +98,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(config = %opts.config.display(), tenants = cfg.tenants.len(), down = summary.down,
         "sockbroker started");
     let mut applied_hash = content_hash(&text);
-    // Only the metrics section is kept: the supervisor holds the tenants
-    // (one shared copy of each spec).
-    let mut current_metrics = cfg.metrics;
+    // Only the metrics section is kept (the supervisor holds the tenants, one
+    // shared copy of each spec): the address served until the next restart.
+    let served_metrics = cfg.metrics;
 
-    let http = match &current_metrics {
-        Some(m) => Some(
-            crate::http::serve(m.listen.clone(), metrics.clone(), sup.registry())
-                .await
-                .with_context(|| "cannot start the metrics/health server")?,
-        ),
+    let http = match &served_metrics {
+        Some(m) => {
+            match crate::http::serve(m.listen.clone(), metrics.clone(), sup.registry()).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    // Exiting: take the tenant sockets down with us, as a
+                    // shutdown would, instead of leaving them behind (they
+                    // are unlinked at once; connections get a second at most).
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sup.shutdown()).await;
+                    return Err(e).with_context(|| "cannot start the metrics/health server");
+                }
+            }
+        }
         None => None,
     };
 
@@ -156,7 +163,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             &mut sup,
             &metrics,
             &mut applied_hash,
-            &mut current_metrics,
+            &served_metrics,
             force,
         ) || force;
         status = status_line(&sup);
@@ -217,7 +224,7 @@ fn reload(
     sup: &mut Supervisor,
     metrics: &Metrics,
     applied_hash: &mut u64,
-    current_metrics: &mut Option<config::MetricsConfig>,
+    served_metrics: &Option<config::MetricsConfig>,
     force: bool,
 ) -> bool {
     let text = match read_config(opts) {
@@ -234,6 +241,12 @@ fn reload(
         if force {
             sup.retry_down();
         }
+        if metrics.config_last_reload_successful.get() == 0 {
+            // A failed edit was undone (or the file came back unchanged): the
+            // file and the running configuration agree again.
+            tracing::info!("config file matches the running configuration again");
+            metrics.record_reload(true);
+        }
         return false;
     }
     let started = std::time::Instant::now();
@@ -242,13 +255,14 @@ fn reload(
     }
     match config::parse(&text, &opts.config, &opts.subids) {
         Ok(cfg) => {
-            if cfg.metrics != *current_metrics {
-                tracing::warn!("metrics.listen changed: takes effect at the next restart");
+            if cfg.metrics != *served_metrics {
+                tracing::warn!(
+                    "the metrics section differs from what is served; it takes effect at the next restart"
+                );
             }
             sup.retry_down();
             let s = sup.apply(&cfg.tenants);
             *applied_hash = hash;
-            *current_metrics = cfg.metrics;
             metrics.record_reload(true);
             tracing::info!(
                 added = s.added,

@@ -366,7 +366,7 @@ impl TenantCollector {
                     ],
                 )
             }
-            // Only tenants that served in access-policy mode have these series.
+            // Only tenants configured with an access policy have these series.
             Family::Requests if !t.policy_seen.load(Relaxed) => return,
             Family::Requests => {
                 return counters(
@@ -581,7 +581,7 @@ mod tests {
         assert!(text.contains("sockbroker_tenant_up{tenant=\"ci\"} 1"));
         assert!(text.contains("# TYPE sockbroker_connections_total counter"));
         assert!(text.contains("sockbroker_build_info{version="));
-        // No requests series until the tenant serves in policy mode.
+        // No requests series until the tenant has an access policy.
         assert!(!text.contains("sockbroker_requests_total"), "{text}");
         t.policy_mode();
         t.request(false);
