@@ -14,7 +14,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -176,19 +176,18 @@ pub fn bind(
             } else if ft.is_dir() {
                 "a directory"
             } else if ft.is_socket() {
-                match UnixStream::connect(path) {
-                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => "",
+                match probe_connect(path) {
+                    Err(Errno::ECONNREFUSED) => "",
                     // Without CAP_DAC_OVERRIDE a leftover socket owned by the
                     // tenant cannot be connected to; ask the kernel instead.
-                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
-                        match crate::sockdiag::listening_on(m.dev(), m.ino()) {
-                            Ok(false) => "",
-                            Ok(true) => "a live socket someone is listening on",
-                            Err(_) => "a socket that could not be probed",
-                        }
-                    }
+                    Err(Errno::EACCES) => match crate::sockdiag::listening_on(m.dev(), m.ino()) {
+                        Ok(false) => "",
+                        Ok(true) => "a live socket someone is listening on",
+                        Err(_) => "a socket that could not be probed",
+                    },
+                    // A full backlog: someone listens (and does not accept).
+                    Ok(()) | Err(Errno::EAGAIN) => "a live socket someone is listening on",
                     Err(_) => "a socket that could not be probed",
-                    Ok(_) => "a live socket someone is listening on",
                 }
             } else {
                 "a special file"
@@ -243,6 +242,21 @@ pub fn bind(
             Err(e)
         }
     }
+}
+
+/// Try to connect to the socket at `path` without ever waiting: a blocking
+/// connect to a listener whose backlog is full would hang the daemon loop
+/// (this runs on it, at startup, reloads and retries).
+fn probe_connect(path: &Path) -> Result<(), Errno> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)
 }
 
 /// A short hidden name in the same directory (rename(2) must not cross filesystems),
@@ -358,7 +372,7 @@ mod tests {
             );
         }
         assert_eq!(entries(&dir.path().join("a/t")), vec!["docker.sock"]);
-        UnixStream::connect(&path).unwrap();
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
         assert!(file.remove());
         assert!(!path.exists());
     }
@@ -374,6 +388,48 @@ mod tests {
         assert!(err.to_string().contains("live socket"), "{err}");
         assert!(file.is_ours());
         drop(live);
+    }
+
+    #[test]
+    fn a_listener_that_never_accepts_is_live_and_probing_it_does_not_hang() {
+        use nix::sys::socket::{
+            bind as nix_bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType,
+            UnixAddr,
+        };
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let (uid, gid) = me();
+        // A listener with the smallest backlog, filled by connections nobody accepts.
+        let l = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        nix_bind(l.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        let mut pending = Vec::new();
+        loop {
+            let c = socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK,
+                None,
+            )
+            .unwrap();
+            match connect(c.as_raw_fd(), &UnixAddr::new(&path).unwrap()) {
+                Ok(()) => pending.push(c),
+                Err(Errno::EAGAIN) => break,
+                Err(e) => panic!("connect: {e}"),
+            }
+            assert!(pending.len() < 100, "the backlog never filled");
+        }
+        // A blocking connect here would wait forever.
+        let err = bind(&path, uid, gid, 0o600).unwrap_err();
+        assert!(err.to_string().contains("live socket"), "{err}");
+        assert!(path.exists());
     }
 
     #[test]
