@@ -473,3 +473,109 @@ fn example_config_is_valid() {
         "{table}"
     );
 }
+
+/// A listening Unix socket at `path` with the smallest backlog, filled with
+/// connections nobody accepts: a `connect(2)` to it now says `EAGAIN`. The
+/// returned sockets keep the backlog full while they live.
+fn full_backlog_listener(path: &Path) -> (std::os::fd::OwnedFd, Vec<std::os::fd::OwnedFd>) {
+    use nix::sys::socket::{
+        bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    let addr = UnixAddr::new(path).unwrap();
+    let l = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(l.as_raw_fd(), &addr).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    listen(&l, Backlog::new(0).unwrap()).unwrap();
+    let mut pending = Vec::new();
+    loop {
+        let c = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        match connect(c.as_raw_fd(), &addr) {
+            Ok(()) => pending.push(c),
+            Err(nix::errno::Errno::EAGAIN) => return (l, pending),
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(pending.len() < 100, "the backlog never filled");
+    }
+}
+
+/// An upstream whose backlog is full (a burst on the engine) is waited for up
+/// to `connect_timeout`: a client is served once the upstream accepts again,
+/// and closed, counted and logged when the timeout passes first.
+#[test]
+fn busy_upstream_is_waited_for_up_to_connect_timeout() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let s = Scene::new();
+    let slow = s.dir.path().join("slow.sock");
+    let stuck = s.dir.path().join("stuck.sock");
+    let (slow_l, _slow_pending) = full_backlog_listener(&slow);
+    let (_stuck_l, _stuck_pending) = full_backlog_listener(&stuck);
+    let b = s.start(
+        &[
+            (
+                "slow",
+                &format!("uid: 0\ngid: 0\nupstream: {}", slow.display()),
+            ),
+            (
+                "stuck",
+                &format!(
+                    "uid: 0\ngid: 0\nupstream: {}\nconnect_timeout: 300ms",
+                    stuck.display()
+                ),
+            ),
+        ],
+        &[],
+    );
+    wait_socket(&s.sock("slow"));
+    wait_socket(&s.sock("stuck"));
+
+    // The slow upstream starts accepting (and echoing) after 500 ms.
+    let l = std::os::unix::net::UnixListener::from(slow_l);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let started = Instant::now();
+    echo_conn(&s.sock("slow"), b"waited");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "served before the upstream accepted?"
+    );
+
+    // The stuck one never accepts: closed after about 300 ms, not at once.
+    let started = Instant::now();
+    let mut c = UnixStream::connect(s.sock("stuck")).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(c.read(&mut buf).unwrap_or(0), 0);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    b.wait_log("upstream connect timed out");
+}

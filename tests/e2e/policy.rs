@@ -985,3 +985,31 @@ fn http2_preface_passes_only_when_everything_is_allowed() {
     assert!(String::from_utf8_lossy(&got[26..]).contains("use HTTP/1.1"));
     assert_eq!(f.engine.targets(), ["PRI *"]);
 }
+
+/// Requests whose body cannot be read to its end still get their audit line
+/// and count: a denied request with broken chunking (answered 400), an
+/// inspected one likewise.
+#[test]
+fn requests_with_unreadable_bodies_are_audited_and_counted() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let f = Fixture::start(&[("ro", "access: read-only"), ("safe", "access: userns-safe")]);
+    let broken = "Host: docker\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    let r = f
+        .client("ro")
+        .call(&format!("POST /containers/create HTTP/1.1\r\n{broken}"));
+    assert_eq!(r.status, 400);
+    let r = f.client("safe").call(&format!(
+        "POST /v1.41/containers/create HTTP/1.1\r\n{broken}"
+    ));
+    assert_eq!(r.status, 400);
+    for tenant in ["ro", "safe"] {
+        f.wait_metric(
+            &format!("sockbroker_requests_total{{tenant=\"{tenant}\",verdict=\"denied\"}}"),
+            1.0,
+        );
+    }
+    f.b.wait_log_n("request body not read to its end", 2);
+    assert!(f.engine.targets().is_empty(), "{:?}", f.engine.targets());
+}

@@ -203,15 +203,21 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-/// Connect to the upstream socket without going through the event loop.
+/// Connect to the upstream socket, waiting up to `timeout` while its backlog
+/// is full.
 ///
 /// A Unix-socket `connect(2)` on a non-blocking socket completes or fails at
-/// once; tokio's `UnixStream::connect` would still wait for a writability
-/// event and then ask `getsockopt(SO_ERROR)`, an extra event-loop turn and
-/// syscall per connection (docs/performance.md). Returns `None` when the
-/// upstream's backlog is full (`EAGAIN`), so the caller falls back to tokio's
-/// connect with its timeout, as before.
-fn connect_now(path: &std::path::Path) -> Option<io::Result<UnixStream>> {
+/// once — there is no "in progress" to wait for as with TCP (tokio's
+/// `UnixStream::connect` would only add an event-loop turn and a
+/// `getsockopt(SO_ERROR)`, docs/performance.md). When the upstream's backlog
+/// is full it fails with `EAGAIN`; then we try again with a short backoff
+/// until `timeout` (the tenant's `connect_timeout`), so a burst on the engine
+/// waits like socat's `connect-timeout` instead of failing. Returns
+/// `ErrorKind::TimedOut` when the time is up.
+pub(crate) async fn connect_upstream(
+    path: &std::path::Path,
+    timeout: Duration,
+) -> io::Result<UnixStream> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
     use std::os::fd::AsRawFd;
     let attempt = || -> io::Result<UnixStream> {
@@ -224,9 +230,23 @@ fn connect_now(path: &std::path::Path) -> Option<io::Result<UnixStream>> {
         connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
         UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
     };
-    match attempt() {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-        r => Some(r),
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the upstream's backlog stayed full for {timeout:?}"),
+                    ));
+                }
+                tokio::time::sleep(backoff.min(deadline - now)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            r => return r,
+        }
     }
 }
 
@@ -266,27 +286,24 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
         return;
     }
     let connect_started = Instant::now();
-    let upstream = match connect_now(&spec.upstream) {
-        Some(r) => Ok(r),
-        None => tokio::select! {
-            _ = kill.cancelled() => return,
-            r = tokio::time::timeout(spec.connect_timeout, UnixStream::connect(&spec.upstream)) => r,
-        },
+    let upstream = tokio::select! {
+        _ = kill.cancelled() => return,
+        r = connect_upstream(&spec.upstream, spec.connect_timeout) => r,
     };
     let upstream = match upstream {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            m.rejected(Reject::UpstreamUnavailable);
-            tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "upstream_unavailable",
-                upstream = %spec.upstream.display(), error = %e,
-                "connection closed: upstream unavailable");
-            return;
-        }
-        Err(_) => {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             m.rejected(Reject::UpstreamUnavailable);
             tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "upstream_unavailable",
                 upstream = %spec.upstream.display(), timeout = ?spec.connect_timeout,
                 "connection closed: upstream connect timed out");
+            return;
+        }
+        Err(e) => {
+            m.rejected(Reject::UpstreamUnavailable);
+            tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "upstream_unavailable",
+                upstream = %spec.upstream.display(), error = %e,
+                "connection closed: upstream unavailable");
             return;
         }
     };

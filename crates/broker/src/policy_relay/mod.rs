@@ -38,7 +38,7 @@ use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TenantSpec;
-use crate::listener::TenantShared;
+use crate::listener::{connect_upstream, TenantShared};
 use crate::metrics::{Reject, TenantMetrics};
 use crate::policy::{self, Decision, Policy, RealFs};
 use http1::{Chunked, Framing, RequestHead};
@@ -472,16 +472,16 @@ impl Conn<'_> {
         let spec = self.spec;
         let m = self.stats.metrics;
         let t = Instant::now();
-        let r =
-            tokio::time::timeout(spec.connect_timeout, UnixStream::connect(&spec.upstream)).await;
-        let err = match r {
-            Ok(Ok(s)) => {
+        let err = match connect_upstream(&spec.upstream, spec.connect_timeout).await {
+            Ok(s) => {
                 m.upstream_connected(t.elapsed());
                 self.upstream = Some(s);
                 return Ok(());
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("connect timed out after {:?}", spec.connect_timeout),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                format!("connect timed out after {:?}", spec.connect_timeout)
+            }
+            Err(e) => e.to_string(),
         };
         m.rejected(Reject::UpstreamUnavailable);
         tracing::warn!(tenant = %self.audit.tenant, pid = self.audit.peer.pid, uid = self.audit.peer.uid,
@@ -541,7 +541,10 @@ impl Conn<'_> {
                         );
                         return Next::End(self.answer(413, &msg, true, "body too large").await);
                     }
-                    Err(e) => return Next::End(e),
+                    Err(e) => {
+                        self.body_failed(&method, &path, &e);
+                        return Next::End(e);
+                    }
                 };
                 if let Err(reason) = self.policy.check_body(kind, &body.decoded, &RealFs) {
                     return self.refuse(&method, &path, &reason, head.close).await;
@@ -599,11 +602,33 @@ impl Conn<'_> {
                 match self.read_body(head.body, DISCARD_LIMIT).await {
                     Ok(Some(_)) => {}
                     Ok(None) => close = true,
-                    Err(e) => return Next::End(e),
+                    Err(e) => {
+                        self.body_failed(&head.method, path, &e);
+                        return Next::End(e);
+                    }
                 }
             }
         }
         self.refuse(&head.method, path, reason, close).await
+    }
+
+    /// A request whose body could not be read to its end (bad chunking, the
+    /// client gone): never forwarded, so it counts as denied, with its audit
+    /// line (status 400 when the broker answered, else 0: no response).
+    fn body_failed(&self, method: &str, path: &str, end: &End) {
+        self.audit.metrics.request(false);
+        let status = if matches!(end, End::Refused(_)) {
+            400
+        } else {
+            0
+        };
+        self.audit.log(
+            method,
+            path,
+            "denied",
+            status,
+            &format!("request body not read to its end: {}", end.as_str()),
+        );
     }
 
     async fn refuse(&mut self, method: &str, path: &str, reason: &str, close: bool) -> Next {
@@ -976,9 +1001,18 @@ where
             ubuf.advance(head.len);
             continue;
         }
-        write_out(cw, ubuf, head.len, Direction::Downstream, stats)
-            .await
-            .map_err(|e| RespError::End(End::ClientError(e)))?;
+        if let Err(e) = write_out(cw, ubuf, head.len, Direction::Downstream, stats).await {
+            // The request went to the engine: it gets its audit line even
+            // though the client left before the answer.
+            audit.log(
+                req.method,
+                req.path,
+                "allowed",
+                head.status,
+                "client gone before the response",
+            );
+            return Err(RespError::End(End::ClientError(e)));
+        }
         relayed = true;
         if head.status == 101 {
             audit.log(req.method, req.path, "allowed", 101, "switching protocols");
