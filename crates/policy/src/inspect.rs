@@ -68,26 +68,31 @@ pub struct RealFs;
 
 impl HostPaths for RealFs {
     fn resolve(&self, p: &Path) -> Option<PathBuf> {
-        let mut existing = p.to_path_buf();
-        let mut rest: Vec<std::ffi::OsString> = Vec::new();
-        loop {
-            match std::fs::canonicalize(&existing) {
+        // Prefixes that resolve are exactly the first k components for some k
+        // (a prefix resolves only if every shorter one does), so the longest
+        // is found by bisection: O(log n) `canonicalize` calls, not O(n).
+        let parts: Vec<Component<'_>> = p.components().collect();
+        let prefix = |k: usize| parts[..k].iter().collect::<PathBuf>();
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return Some(c);
+        }
+        // `lo` components resolve (the root at least), `hi` do not.
+        let (mut lo, mut hi) = (1, parts.len());
+        let mut base = std::fs::canonicalize(prefix(lo)).ok()?;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match std::fs::canonicalize(prefix(mid)) {
                 Ok(c) => {
-                    let mut out = c;
-                    for part in rest.iter().rev() {
-                        out.push(part);
-                    }
-                    return Some(out);
+                    lo = mid;
+                    base = c;
                 }
-                Err(_) => {
-                    let name = existing.file_name()?.to_os_string();
-                    rest.push(name);
-                    if !existing.pop() {
-                        return None;
-                    }
-                }
+                Err(_) => hi = mid,
             }
         }
+        for part in &parts[lo..] {
+            base.push(part);
+        }
+        Some(base)
     }
 }
 
@@ -115,7 +120,12 @@ pub fn check(
     }
     let tree: Json = serde_json::from_slice(body)
         .map_err(|e| format!("{} body is not a JSON value: {e}", kind.as_str()))?;
-    let ctx = Ctx { bind_allow, fs };
+    let ctx = Ctx {
+        bind_allow,
+        fs,
+        allowed: Default::default(),
+        host_paths_checked: Default::default(),
+    };
     match kind {
         BodyKind::ContainerCreate => {
             ctx.host_config(&tree)?;
@@ -144,7 +154,18 @@ pub fn check(
 struct Ctx<'a> {
     bind_allow: &'a [PathBuf],
     fs: &'a dyn HostPaths,
+    /// `bind_allow` resolved, once per body.
+    allowed: std::cell::OnceCell<Vec<PathBuf>>,
+    /// Host paths checked so far in this body (bounded by [`MAX_HOST_PATHS`]).
+    host_paths_checked: std::cell::Cell<usize>,
 }
+
+/// Most host paths (bind sources, volume devices) one body may ask for.
+const MAX_HOST_PATHS: usize = 256;
+/// Longest host path checked (Linux `PATH_MAX`).
+const PATH_MAX: usize = 4096;
+/// Deepest host path checked, in components.
+const MAX_PATH_DEPTH: usize = 128;
 
 impl Ctx<'_> {
     /// The HostConfig fields that take a container out of its user namespace.
@@ -326,16 +347,34 @@ impl Ctx<'_> {
             let shown: String = src.chars().take(200).collect();
             Err(format!("{what} of {shown} outside bind_allow"))
         };
+        // Bounded work per body, whatever a client sends: no path the kernel
+        // would mount is longer than PATH_MAX, none sensible is this deep, and
+        // a container does not need hundreds of host paths.
+        let checked = self.host_paths_checked.get() + 1;
+        self.host_paths_checked.set(checked);
+        if checked > MAX_HOST_PATHS {
+            return Err(format!(
+                "{what}: more than {MAX_HOST_PATHS} host paths to check"
+            ));
+        }
+        if src.len() > PATH_MAX || Path::new(src).components().count() > MAX_PATH_DEPTH {
+            return Err(format!(
+                "{what} of a path longer than {PATH_MAX} bytes or deeper than {MAX_PATH_DEPTH} directories"
+            ));
+        }
         let Some(clean) = lexical_clean(src) else {
             return refuse();
         };
         let Some(resolved) = self.fs.resolve(&clean) else {
             return refuse();
         };
-        let inside = self.bind_allow.iter().any(|allowed| {
-            let allowed = self.fs.resolve(allowed).unwrap_or_else(|| allowed.clone());
-            resolved.starts_with(&allowed)
+        let allowed = self.allowed.get_or_init(|| {
+            self.bind_allow
+                .iter()
+                .map(|a| self.fs.resolve(a).unwrap_or_else(|| a.clone()))
+                .collect()
         });
+        let inside = allowed.iter().any(|a| resolved.starts_with(a));
         if inside {
             Ok(())
         } else {
@@ -1189,6 +1228,29 @@ mod tests {
     }
 
     #[test]
+    fn host_path_work_is_bounded() {
+        let allow = [PathBuf::from("/srv/data")];
+        // One absurdly long or deep path: refused before the filesystem is asked.
+        let deep = format!("/srv/data{}", "/d".repeat(MAX_PATH_DEPTH));
+        let body = format!(r#"{{"HostConfig":{{"Binds":["{deep}:/h"]}}}}"#);
+        let e = check(BodyKind::ContainerCreate, body.as_bytes(), &allow, &RealFs).unwrap_err();
+        assert!(e.contains("deeper than"), "{e}");
+        let long = format!("/srv/data/{}", "x".repeat(PATH_MAX));
+        let body = format!(r#"{{"HostConfig":{{"Binds":["{long}:/h"]}}}}"#);
+        assert!(check(BodyKind::ContainerCreate, body.as_bytes(), &allow, &RealFs).is_err());
+        // Many allowed binds: up to the limit fine, one more refused.
+        let binds = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("\"/srv/data/{i}:/m{i}\"")).collect();
+            format!(r#"{{"HostConfig":{{"Binds":[{}]}}}}"#, list.join(","))
+        };
+        let ok = binds(MAX_HOST_PATHS);
+        assert!(check(BodyKind::ContainerCreate, ok.as_bytes(), &allow, &Lexical).is_ok());
+        let over = binds(MAX_HOST_PATHS + 1);
+        let e = check(BodyKind::ContainerCreate, over.as_bytes(), &allow, &Lexical).unwrap_err();
+        assert!(e.contains("host paths to check"), "{e}");
+    }
+
+    #[test]
     fn real_fs_resolution() {
         let d = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(d.path()).unwrap();
@@ -1206,6 +1268,16 @@ mod tests {
         assert_eq!(
             fs.resolve(&root.join("data/link/etc")),
             Some(PathBuf::from("/etc"))
+        );
+        // The longest existing prefix is resolved, the rest appended as written.
+        assert_eq!(
+            fs.resolve(&root.join("data/link/no-such-dir/x/y/z")),
+            Some(PathBuf::from("/no-such-dir/x/y/z"))
+        );
+        let deep: PathBuf = std::iter::repeat_n("d", 100).collect();
+        assert_eq!(
+            fs.resolve(&root.join("data").join(&deep)),
+            Some(root.join("data").join(&deep))
         );
         let allow = [root.join("data")];
         let body = format!(
