@@ -246,6 +246,75 @@ async fn upstream_full_close_then_client_close_is_clean() {
     .await;
 }
 
+/// How long a relay may take to end once a side hung up: far below
+/// `DEADLINE`, so the old behaviour (waiting for the other side's EOF) fails
+/// quickly.
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// The client closes its socket altogether (not a half-close): nothing can
+/// reach it any more, so the relay delivers what the client sent, ends, and
+/// closes the upstream without waiting for the upstream's own EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_hang_up_ends_relay_without_waiting_for_upstream() {
+    with_deadline(async {
+        let Harness {
+            mut client,
+            mut upstream,
+            relay,
+            ..
+        } = start(RelayOptions::default());
+        client.write_all(b"request").await.unwrap();
+        drop(client);
+        // The upstream gets everything, then EOF, and keeps its socket open.
+        assert_eq!(read_to_end(&mut upstream).await, b"request");
+        let out = tokio::time::timeout(PROMPT, relay)
+            .await
+            .expect("relay still waits for the upstream after the client hung up")
+            .unwrap();
+        assert!(matches!(out.end, EndReason::ClientClosed), "{:?}", out.end);
+        assert_eq!((out.bytes_upstream, out.bytes_downstream), (7, 0));
+        // The relay closed its end: the upstream's writes now fail.
+        let mut failed = false;
+        for _ in 0..4 {
+            if upstream.write_all(b"late reply").await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "upstream could still write after the relay ended");
+    })
+    .await;
+}
+
+/// The mirror case: the upstream sends its last bytes and closes its socket;
+/// the client receives them, then EOF, and the relay ends while the client
+/// still holds its socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_hang_up_ends_relay_without_waiting_for_client() {
+    with_deadline(async {
+        let Harness {
+            mut client,
+            mut upstream,
+            relay,
+            ..
+        } = start(RelayOptions::default());
+        upstream.write_all(b"goodbye").await.unwrap();
+        drop(upstream);
+        assert_eq!(read_to_end(&mut client).await, b"goodbye");
+        let out = tokio::time::timeout(PROMPT, relay)
+            .await
+            .expect("relay still waits for the client after the upstream hung up")
+            .unwrap();
+        assert!(
+            matches!(out.end, EndReason::UpstreamClosed),
+            "{:?}",
+            out.end
+        );
+        assert_eq!((out.bytes_upstream, out.bytes_downstream), (0, 7));
+    })
+    .await;
+}
+
 /// Idle is measured from the last byte in either direction.
 #[tokio::test]
 async fn idle_timeout_ends_relay() {
@@ -451,8 +520,9 @@ async fn upstream_vanishes_while_client_writes() {
     .await;
 }
 
-/// The client vanishes while the upstream streams output (`logs -f`): a client
-/// error, no hang.
+/// The client vanishes while the upstream streams output (`logs -f`): no
+/// hang. Whichever the relay notices first ends it: the failed write towards
+/// the client (a client error) or the client's hang-up (client closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_vanishes_while_upstream_streams() {
     with_deadline(async {
@@ -484,7 +554,7 @@ async fn client_vanishes_while_upstream_streams() {
                 EndReason::Error {
                     side: Side::Client,
                     ..
-                }
+                } | EndReason::ClientClosed
             ),
             "{:?}",
             out.end
