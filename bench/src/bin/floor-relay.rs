@@ -10,7 +10,14 @@
 //! `EPOLLIN` only (so a peer draining our writes never wakes us), connections
 //! kept on the thread that accepted them, and closed without deregistering
 //! (`close(2)` removes them from epoll). It is a measuring stick for small
-//! messages, not a relay to use: a full destination blocks its whole thread.
+//! messages, not a relay to use: a full destination blocks its whole thread,
+//! so use it for the `rr` and `connrate` groups only (the throughput and idle
+//! groups stall on it until the bench's watchdog ends the run):
+//!
+//! ```sh
+//! target/release/sockbroker-bench --only rr,connrate --rounds 7 \
+//!     --compare target/release/sockbroker-floor-relay
+//! ```
 //!
 //! Invoked like the broker (`run --config FILE`), it serves the first tenant of
 //! that config: `listen` → `upstream` (the tenant's, else `defaults.upstream`).
