@@ -579,3 +579,62 @@ fn busy_upstream_is_waited_for_up_to_connect_timeout() {
     );
     b.wait_log("upstream connect timed out");
 }
+
+/// A client that exits closes its socket altogether (not a half-close): the
+/// broker delivers what it sent and then closes its upstream connection at once,
+/// instead of passing the EOF on with `shutdown(2)` and waiting for the upstream
+/// to finish too. The upstream sees all the bytes, then EOF, and its next write
+/// fails (after a mere shutdown it would succeed); the line says `client_closed`.
+#[test]
+fn a_client_that_hangs_up_ends_its_connection_without_waiting_for_the_upstream() {
+    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
+        return;
+    }
+    let dir = scratch();
+    let up = dir.path().join("up.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&up).unwrap();
+    // An upstream that never closes on its own: it reads each connection to its
+    // end, then tries one write, and reports both.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let read = conn.read_to_end(&mut got).map(|_| ());
+                let late = conn.write_all(b"late reply");
+                let _ = tx.send((got, read, late));
+            });
+        }
+    });
+    let cfg = dir.path().join("sockbroker.yaml");
+    write_config(&cfg, &config(dir.path(), &up, &[("a", "uid: 0\ngid: 0")]));
+    let b = Broker::start(&cfg, &[], &[]);
+    let sock = dir.path().join("a").join("docker.sock");
+    wait_socket(&sock);
+
+    let mut c = UnixStream::connect(&sock).unwrap();
+    c.write_all(b"request").unwrap();
+    drop(c);
+    // wait_socket's probes are connections too: find ours by its bytes.
+    let (read, late) = loop {
+        let (got, read, late) = rx
+            .recv_timeout(DEADLINE)
+            .expect("the upstream never saw the request end (the broker kept waiting?)");
+        if got == b"request" {
+            break (read, late);
+        }
+    };
+    assert!(read.is_ok(), "upstream read: {read:?}");
+    let err = late.expect_err("the upstream could still write: the broker only shut down");
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+    b.wait_log("bytes_upstream=7");
+    let line = b
+        .logs()
+        .lines()
+        .find(|l| l.contains("bytes_upstream=7"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.contains("client_closed"), "{line}");
+}
