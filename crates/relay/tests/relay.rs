@@ -251,68 +251,50 @@ async fn upstream_full_close_then_client_close_is_clean() {
 /// quickly.
 const PROMPT: Duration = Duration::from_secs(5);
 
-/// The client closes its socket altogether (not a half-close): nothing can
-/// reach it any more, so the relay delivers what the client sent, ends, and
-/// closes the upstream without waiting for the upstream's own EOF.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_hang_up_ends_relay_without_waiting_for_upstream() {
-    with_deadline(async {
-        let Harness {
-            mut client,
-            mut upstream,
-            relay,
-            ..
-        } = start(RelayOptions::default());
-        client.write_all(b"request").await.unwrap();
-        drop(client);
-        // The upstream gets everything, then EOF, and keeps its socket open.
-        assert_eq!(read_to_end(&mut upstream).await, b"request");
-        let out = tokio::time::timeout(PROMPT, relay)
-            .await
-            .expect("relay still waits for the upstream after the client hung up")
-            .unwrap();
-        assert!(matches!(out.end, EndReason::ClientClosed), "{:?}", out.end);
-        assert_eq!((out.bytes_upstream, out.bytes_downstream), (7, 0));
-        // The relay closed its end: the upstream's writes now fail.
-        let mut failed = false;
-        for _ in 0..4 {
-            if upstream.write_all(b"late reply").await.is_err() {
-                failed = true;
-                break;
-            }
-        }
-        assert!(failed, "upstream could still write after the relay ended");
-    })
-    .await;
+/// One side sends its last bytes and closes its socket altogether (not a
+/// half-close): nothing can reach it any more, so the relay delivers what it
+/// sent, ends, and closes the other side (which reads those bytes, then EOF)
+/// without waiting for that side's own EOF; the other side's next write fails.
+async fn hang_up_ends_relay_at_once(hangs_up: Side) {
+    let Harness {
+        client,
+        upstream,
+        relay,
+        ..
+    } = start(RelayOptions::default());
+    let (mut gone, mut stays) = match hangs_up {
+        Side::Client => (client, upstream),
+        Side::Upstream => (upstream, client),
+    };
+    gone.write_all(b"last words").await.unwrap();
+    drop(gone);
+    assert_eq!(read_to_end(&mut stays).await, b"last words");
+    let out = tokio::time::timeout(PROMPT, relay)
+        .await
+        .unwrap_or_else(|_| panic!("relay still waits after the {hangs_up:?} hung up"))
+        .unwrap();
+    let (end, moved) = match hangs_up {
+        Side::Client => (EndReason::ClientClosed, (10, 0)),
+        Side::Upstream => (EndReason::UpstreamClosed, (0, 10)),
+    };
+    assert_eq!(out.end.as_str(), end.as_str(), "{:?}", out.end);
+    assert_eq!((out.bytes_upstream, out.bytes_downstream), moved);
+    // The relay closed its end (not merely shut down writing): writes fail.
+    let err = stays
+        .write_all(b"late reply")
+        .await
+        .expect_err("the other side could still write after the relay ended");
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
 }
 
-/// The mirror case: the upstream sends its last bytes and closes its socket;
-/// the client receives them, then EOF, and the relay ends while the client
-/// still holds its socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_hang_up_ends_relay_without_waiting_for_upstream() {
+    with_deadline(hang_up_ends_relay_at_once(Side::Client)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_hang_up_ends_relay_without_waiting_for_client() {
-    with_deadline(async {
-        let Harness {
-            mut client,
-            mut upstream,
-            relay,
-            ..
-        } = start(RelayOptions::default());
-        upstream.write_all(b"goodbye").await.unwrap();
-        drop(upstream);
-        assert_eq!(read_to_end(&mut client).await, b"goodbye");
-        let out = tokio::time::timeout(PROMPT, relay)
-            .await
-            .expect("relay still waits for the client after the upstream hung up")
-            .unwrap();
-        assert!(
-            matches!(out.end, EndReason::UpstreamClosed),
-            "{:?}",
-            out.end
-        );
-        assert_eq!((out.bytes_upstream, out.bytes_downstream), (0, 7));
-    })
-    .await;
+    with_deadline(hang_up_ends_relay_at_once(Side::Upstream)).await;
 }
 
 /// Idle is measured from the last byte in either direction.
