@@ -218,16 +218,8 @@ pub(crate) async fn connect_upstream(
     path: &std::path::Path,
     timeout: Duration,
 ) -> io::Result<UnixStream> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    use std::os::fd::AsRawFd;
     let attempt = || -> io::Result<UnixStream> {
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
-        connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        let fd = crate::socket::connect_nonblocking(path)?;
         UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
     };
     let deadline = Instant::now() + timeout;

@@ -248,6 +248,15 @@ pub fn bind(
 /// connect to a listener whose backlog is full would hang the daemon loop
 /// (this runs on it, at startup, reloads and retries).
 fn probe_connect(path: &Path) -> Result<(), Errno> {
+    connect_nonblocking(path).map(drop)
+}
+
+/// A non-blocking, close-on-exec Unix stream socket connected to `path`.
+///
+/// A Unix-socket `connect(2)` completes or fails at once; on a non-blocking
+/// socket a listener whose backlog is full gives `EAGAIN` instead of making
+/// the caller wait. Used by the stale-socket probe and the upstream connect.
+pub(crate) fn connect_nonblocking(path: &Path) -> Result<std::os::fd::OwnedFd, Errno> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
     use std::os::fd::AsRawFd;
     let fd = socket(
@@ -256,7 +265,8 @@ fn probe_connect(path: &Path) -> Result<(), Errno> {
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(fd)
 }
 
 /// A short hidden name in the same directory (rename(2) must not cross filesystems),

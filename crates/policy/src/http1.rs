@@ -164,6 +164,17 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
     Ok(f)
 }
 
+/// The length of a head httparse finished parsing; `Ok(None)` while it is
+/// incomplete and `buf_len` is still within [`MAX_HEAD`].
+fn head_len(parsed: httparse::Result<usize>, buf_len: usize) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf_len > MAX_HEAD => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(httparse_error(e)),
+    }
+}
+
 /// Parse a request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 ///
 /// Stricter than the engine where that can only refuse, never reinterpret:
@@ -173,16 +184,8 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > MAX_HEAD {
-                Err(HeadError::TooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(e) => return Err(httparse_error(e)),
+    let Some(len) = head_len(req.parse(buf), buf.len())? else {
+        return Ok(None);
     };
     if len > MAX_HEAD {
         return Err(HeadError::TooLarge);
@@ -220,16 +223,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() > MAX_HEAD {
-                Err(HeadError::TooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(e) => return Err(httparse_error(e)),
+    let Some(len) = head_len(resp.parse(buf), buf.len())? else {
+        return Ok(None);
     };
     let status = resp.code.unwrap_or(0);
     let minor_version = resp.version.unwrap_or(1);
