@@ -104,6 +104,9 @@ pub struct TenantSpec {
     pub drain_timeout: Duration,
     /// How long connecting to the upstream may take (default 5s).
     pub connect_timeout: Duration,
+    /// Policy mode: how long a request head and its body may take to arrive
+    /// once its first byte is in (default 10s); then `408`.
+    pub request_timeout: Duration,
 }
 
 /// How a tenant's owner was written.

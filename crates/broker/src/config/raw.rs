@@ -81,6 +81,9 @@ pub(crate) struct RawDefaults {
     /// `connect_timeout:`.
     #[serde(default, deserialize_with = "present")]
     pub connect_timeout: Option<Value>,
+    /// `request_timeout:`.
+    #[serde(default, deserialize_with = "present")]
+    pub request_timeout: Option<Value>,
 }
 
 /// One tenant.
@@ -126,6 +129,9 @@ pub(crate) struct RawTenant {
     /// `connect_timeout:`.
     #[serde(default, deserialize_with = "present")]
     pub connect_timeout: Option<Value>,
+    /// `request_timeout:`.
+    #[serde(default, deserialize_with = "present")]
+    pub request_timeout: Option<Value>,
 }
 
 /// `allow:`.

@@ -135,6 +135,8 @@ pub(crate) enum DurationKind {
     Drain,
     /// `connect_timeout`: must be above 0; `null` refused.
     Connect,
+    /// `request_timeout`: must be above 0; `null` refused.
+    Request,
 }
 
 /// A human duration (`30s`, `15m`, `1h`, `1h 30m`, `500ms`). `Ok(None)` only
@@ -193,6 +195,11 @@ pub(crate) fn parse_duration(v: &Value, kind: DurationKind) -> Result<Option<Dur
             DurationKind::Connect => {
                 return Err(
                     "0 would fail every upstream connect; use a duration such as 5s".into(),
+                )
+            }
+            DurationKind::Request => {
+                return Err(
+                    "0 would refuse every request with 408; use a duration such as 10s".into(),
                 )
             }
             DurationKind::Drain => {}

@@ -61,7 +61,10 @@ impl<'a> Session<'a> {
     /// Serve requests until the connection ends or turns into a raw relay.
     pub(super) async fn run(&mut self) -> Step {
         loop {
-            self.client.set_request_timeout(None);
+            // `request_timeout` runs from the head's first byte to the end
+            // of a body the broker reads itself (docs/configuration.md).
+            let timeout = self.tenant.spec().request_timeout;
+            self.client.set_request_timeout(Some(timeout));
             self.head_request = false;
             let head = self.client.read_head().await;
             // The policy as configured now, once the head is in: a reload
