@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::access::{parse_access, AccessError};
 use super::error::{parse_unknown_field, unknown_key_message};
 use super::locate::Locator;
 use super::raw::{LazyModeShadow, RawAllow, RawConfig, RawDefaults, RawTenant, RawUsernsMap};
 use super::subid::{Kind, SubIdDb};
 use super::values::{
-    self, describe, parse_access, parse_duration, parse_id, parse_id_range, parse_max_connections,
-    parse_metrics_listen, parse_mode, parse_socket_path, AccessError, DurationKind, MAX_ID,
+    self, describe, parse_duration, parse_id, parse_id_range, parse_max_connections,
+    parse_metrics_listen, parse_mode, parse_socket_path, DurationKind, MAX_ID,
 };
 use super::{
     AccessPolicy, AllowList, Config, ConfigError, ConfigErrors, IdRange, MetricsConfig,
