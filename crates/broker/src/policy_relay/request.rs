@@ -248,10 +248,22 @@ impl<'a> Session<'a> {
             };
             return self.answer(&method, &path, syn, false).await;
         }
+        let mut framing = head.body;
+        if out.body_replaced() && !read_whole && framing != Framing::Empty {
+            // A replaced body whose original is still unread: drop it.
+            match self.client.read_body(framing, INSPECT_LIMIT as u64).await {
+                Ok(Some(_)) => framing = Framing::Empty,
+                Ok(None) => {
+                    let syn = Synthetic::too_large(tenant, &method, &path, INSPECT_LIMIT);
+                    return self.answer(&method, &path, syn, false).await;
+                }
+                Err(e) => return self.read_failed(&method, &path, e).await,
+            }
+        }
         if let Err(syn) = self.connect().await {
             return self.answer(&method, &path, syn, false).await;
         }
-        let (wire, framing, filter) = out.into_wire(head.body);
+        let (wire, framing, filter) = out.into_wire(framing);
         self.tenant.metrics().request(RequestOutcome::Forwarded);
         if let Err(e) = self.upstream.send(&wire, self.stats).await {
             let syn = Synthetic::upstream_unavailable(&self.spec.upstream, &e);
