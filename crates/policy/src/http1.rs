@@ -115,7 +115,11 @@ fn httparse_error(e: httparse::Error) -> HeadError {
 #[derive(Default)]
 struct Fields {
     content_length: Option<u64>,
+    /// How many `Content-Length` fields there were.
+    cl_count: usize,
     transfer_encoding: Option<String>,
+    /// The request body is a form the engine would read parameters from.
+    form_body: bool,
     connection_close: bool,
     connection_keep_alive: bool,
     upgrade: bool,
@@ -126,11 +130,17 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
     let mut f = Fields::default();
     let mut te_count = 0;
     for h in headers {
-        let value = std::str::from_utf8(h.value).ok().map(str::trim);
+        // Go's textproto trims spaces and tabs around a value, nothing else.
+        let value = std::str::from_utf8(h.value)
+            .ok()
+            .map(|v| v.trim_matches([' ', '\t']));
         if h.name.eq_ignore_ascii_case("content-length") {
+            f.cl_count += 1;
+            // Go: strconv.ParseUint(v, 10, 63): digits only, at most 2^63-1.
             let v = value
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v <= i64::MAX as u64)
                 .ok_or_else(|| HeadError::Invalid("invalid Content-Length".into()))?;
             if f.content_length.is_some_and(|old| old != v) {
                 return Err(HeadError::Invalid(
@@ -152,6 +162,14 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
             }
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             f.upgrade = true;
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            // Go's mime.ParseMediaType: the type before any `;`, trimmed,
+            // any case. An unparsable value counts (fail closed).
+            let media = value.unwrap_or("").split(';').next().unwrap_or("");
+            let media = media.trim_matches([' ', '\t']).to_ascii_lowercase();
+            f.form_body |= media == "application/x-www-form-urlencoded"
+                || media == "multipart/form-data"
+                || std::str::from_utf8(h.value).is_err();
         } else if h.name.eq_ignore_ascii_case("expect") {
             f.expect_continue |= value.is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         }
@@ -177,11 +195,30 @@ fn head_len(parsed: httparse::Result<usize>, buf_len: usize) -> Result<Option<us
 
 /// Parse a request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 ///
-/// Stricter than the engine where that can only refuse, never reinterpret:
-/// both `Content-Length` and `Transfer-Encoding` (a request-smuggling shape),
-/// differing `Content-Length`s, and transfer codings other than a single
-/// `chunked` are refused.
+/// One framing for both sides (docs/security.md "Framing"): the head and
+/// its body are forwarded as they came, so a head is accepted only if every
+/// HTTP/1.1 reader, Go's net/http of any version included, frames it the
+/// same way. Refused (400 unless noted):
+///
+/// * anything but CRLF line endings (a bare LF or CR), control characters
+///   other than HTAB in field values, a blank line before the request line,
+///   folded (obs-fold) fields, whitespace before a colon;
+/// * `Transfer-Encoding` on an HTTP/1.0 request (Go ignores it there),
+///   more than one `Transfer-Encoding` field, any coding but exactly
+///   `chunked` (501), `Transfer-Encoding` together with `Content-Length`;
+/// * more than one `Content-Length` field (even with equal values), a
+///   value that is not plain digits or is over 2^63-1;
+/// * a form body (`application/x-www-form-urlencoded`, `multipart/form-data`):
+///   the engine reads parameters from it as well as from the query, the
+///   policy reads only the query.
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
+    if let Some(&b) = buf.first() {
+        if b == b'\r' || b == b'\n' {
+            return Err(HeadError::Invalid(
+                "empty line before the request line".into(),
+            ));
+        }
+    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let Some(len) = head_len(req.parse(buf), buf.len())? else {
@@ -190,11 +227,22 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
     if len > MAX_HEAD {
         return Err(HeadError::TooLarge);
     }
+    strict_lines(&buf[..len])?;
     let method = req.method.unwrap_or_default().to_string();
     let target = req.path.unwrap_or_default().to_string();
     let minor_version = req.version.unwrap_or(1);
     let f = fields(req.headers, true)?;
+    if f.cl_count > 1 {
+        return Err(HeadError::Invalid(
+            "more than one Content-Length field".into(),
+        ));
+    }
     let body = match (&f.transfer_encoding, f.content_length) {
+        (Some(_), _) if minor_version == 0 => {
+            return Err(HeadError::Invalid(
+                "Transfer-Encoding on an HTTP/1.0 request".into(),
+            ))
+        }
         (Some(_), Some(_)) => {
             return Err(HeadError::Invalid(
                 "both Content-Length and Transfer-Encoding".into(),
@@ -205,6 +253,12 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         (None, Some(0)) | (None, None) => Framing::Empty,
         (None, Some(n)) => Framing::Length(n),
     };
+    if f.form_body && body != Framing::Empty {
+        return Err(HeadError::Invalid(
+            "a form-encoded request body (the Docker API takes parameters in the query only)"
+                .into(),
+        ));
+    }
     let close = f.connection_close || (minor_version == 0 && !f.connection_keep_alive);
     Ok(Some(RequestHead {
         method,
@@ -216,6 +270,41 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         upgrade: f.upgrade,
         expect_continue: f.expect_continue,
     }))
+}
+
+/// The byte-level rules httparse leaves open: every line of `head` ends with
+/// CRLF, no CR or LF elsewhere, no control character but HTAB (and none at
+/// all in the request line), no line that starts with whitespace.
+fn strict_lines(head: &[u8]) -> Result<(), HeadError> {
+    let bad = |what: &str| Err(HeadError::Invalid(format!("{what} in the request head")));
+    let mut line_start = true;
+    let mut request_line = true;
+    let mut i = 0;
+    while i < head.len() {
+        let b = head[i];
+        match b {
+            b'\r' => {
+                if head.get(i + 1) != Some(&b'\n') {
+                    return bad("a bare CR");
+                }
+                i += 2;
+                line_start = true;
+                request_line = false;
+                continue;
+            }
+            b'\n' => return bad("a bare LF (lines must end with CRLF)"),
+            b' ' | b'\t' if line_start && !request_line => {
+                return bad("a folded header line (obs-fold)")
+            }
+            b'\t' if request_line => return bad("a tab in the request line"),
+            b'\t' => {}
+            0..=0x1f | 0x7f => return bad("a control character"),
+            _ => {}
+        }
+        line_start = false;
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Parse a response head at the start of `buf`, for a request whose method
@@ -335,8 +424,8 @@ enum ChunkState {
     Data(u64),
     /// Expecting the CRLF after chunk data.
     DataEnd,
-    /// Expecting the trailer section (ends with an empty line).
-    Trailers,
+    /// In the trailer section (ends with an empty line), this many bytes in.
+    Trailers(usize),
     /// The body is complete.
     Done,
 }
@@ -376,29 +465,28 @@ impl Chunked {
             match self.state {
                 ChunkState::Done => return Ok(pos),
                 ChunkState::Size => {
-                    if rest.is_empty() {
+                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > MAX_CHUNK_LINE {
+                            return Err(ChunkError("chunk size line too long"));
+                        }
+                        // Refuse a bad byte as soon as it arrives.
+                        let partial = rest.strip_suffix(b"\r").unwrap_or(rest);
+                        chunk_line(partial, true)?;
                         return Ok(pos);
+                    };
+                    if lf + 1 > MAX_CHUNK_LINE {
+                        return Err(ChunkError("chunk size line too long"));
                     }
-                    if !rest[0].is_ascii_hexdigit() {
-                        return Err(ChunkError("chunk size is not hexadecimal"));
-                    }
-                    match httparse::parse_chunk_size(rest) {
-                        Ok(httparse::Status::Complete((n, size))) => {
-                            pos += n;
-                            self.state = if size == 0 {
-                                ChunkState::Trailers
-                            } else {
-                                ChunkState::Data(size)
-                            };
-                        }
-                        Ok(httparse::Status::Partial) => {
-                            if rest.len() > MAX_CHUNK_LINE {
-                                return Err(ChunkError("chunk size line too long"));
-                            }
-                            return Ok(pos);
-                        }
-                        Err(_) => return Err(ChunkError("bad chunk size line")),
-                    }
+                    let Some(line) = rest[..lf].strip_suffix(b"\r") else {
+                        return Err(ChunkError("chunk line ends with a bare LF"));
+                    };
+                    let size = chunk_line(line, false)?;
+                    pos += lf + 1;
+                    self.state = if size == 0 {
+                        ChunkState::Trailers(0)
+                    } else {
+                        ChunkState::Data(size)
+                    };
                 }
                 ChunkState::Data(left) => {
                     if rest.is_empty() {
@@ -424,25 +512,99 @@ impl Chunked {
                         return Err(ChunkError("chunk data not followed by CRLF"));
                     }
                 }
-                ChunkState::Trailers => {
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
-                    match httparse::parse_headers(rest, &mut headers) {
-                        Ok(httparse::Status::Complete((n, _))) => {
-                            pos += n;
-                            self.state = ChunkState::Done;
+                ChunkState::Trailers(seen) => {
+                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+                        if seen + rest.len() > MAX_TRAILERS {
+                            return Err(ChunkError("trailer section too large"));
                         }
-                        Ok(httparse::Status::Partial) => {
-                            if rest.len() > MAX_TRAILERS {
-                                return Err(ChunkError("trailer section too large"));
-                            }
-                            return Ok(pos);
-                        }
-                        Err(_) => return Err(ChunkError("bad trailer section")),
+                        let partial = rest.strip_suffix(b"\r").unwrap_or(rest);
+                        trailer_line(partial, true)?;
+                        return Ok(pos);
+                    };
+                    let Some(line) = rest[..lf].strip_suffix(b"\r") else {
+                        return Err(ChunkError("trailer line ends with a bare LF"));
+                    };
+                    if seen + lf + 1 > MAX_TRAILERS {
+                        return Err(ChunkError("trailer section too large"));
+                    }
+                    pos += lf + 1;
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    } else {
+                        trailer_line(line, false)?;
+                        self.state = ChunkState::Trailers(seen + lf + 1);
                     }
                 }
             }
         }
     }
+}
+
+/// A chunk-size line without its CRLF: `1*16HEXDIG [ ";" ext ]`, the
+/// extension printable ASCII, space or tab. What every reader, Go's
+/// net/http before 1.23.8 included (it ends the line at a bare LF and cuts
+/// at the first `;`), reads as the same size and the same line end.
+/// `partial`: `line` may be cut short (check what is there).
+fn chunk_line(line: &[u8], partial: bool) -> Result<u64, ChunkError> {
+    let (digits, ext) = match line.iter().position(|&b| b == b';') {
+        Some(i) => (&line[..i], Some(&line[i + 1..])),
+        None => (line, None),
+    };
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(ChunkError("chunk size is not hexadecimal"));
+    }
+    if digits.len() > 16 {
+        return Err(ChunkError("chunk size has more than 16 digits"));
+    }
+    if digits.is_empty() && (ext.is_some() || !partial) {
+        return Err(ChunkError("chunk size is not hexadecimal"));
+    }
+    if let Some(ext) = ext {
+        if !ext.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return Err(ChunkError(
+                "chunk extension has a control character or a non-ASCII byte",
+            ));
+        }
+    }
+    let mut size: u64 = 0;
+    for &d in digits {
+        let v = (d as char).to_digit(16).unwrap_or(0) as u64;
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(v))
+            .ok_or(ChunkError("chunk size too large"))?;
+    }
+    Ok(size)
+}
+
+/// A trailer field line without its CRLF: `token ":" value`, the value
+/// without control characters but HTAB. `partial`: `line` may be cut short.
+fn trailer_line(line: &[u8], partial: bool) -> Result<(), ChunkError> {
+    let bad = Err(ChunkError("bad trailer field"));
+    let colon = line.iter().position(|&b| b == b':');
+    let name = &line[..colon.unwrap_or(line.len())];
+    if !name.iter().all(|&b| is_tchar(b)) || (colon.is_some() && name.is_empty()) {
+        return bad;
+    }
+    match colon {
+        None if partial => Ok(()),
+        None => bad,
+        Some(i) => {
+            if line[i + 1..]
+                .iter()
+                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            {
+                Ok(())
+            } else {
+                bad
+            }
+        }
+    }
+}
+
+/// An RFC 9110 token character.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -478,13 +640,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!h.close);
-        let h = req("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
+        let h = req("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(h.expect_continue);
         assert_eq!(h.body, Framing::Length(3));
-        // Bare LF line endings are tolerated (as Go does).
-        assert!(req("GET / HTTP/1.1\nHost: x\n\n").unwrap().is_some());
+        // Equal Content-Length fields are one too many; a tab in a value is fine.
+        assert!(req("GET / HTTP/1.1\r\nUser-Agent: a\tb\r\n\r\n").is_ok());
+        let h = req("POST /x HTTP/1.0\r\nContent-Length: 3\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n");
+        assert!(h.is_err(), "form body");
+        // A form content type without a body is harmless.
+        assert!(req("POST /x HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n").is_ok());
         // Incomplete.
         assert_eq!(req("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
         assert_eq!(req("GET / HT"), Ok(None));
@@ -510,6 +676,61 @@ mod tests {
             ("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nX : y\r\n\r\n", 400),
         ];
+        for (request, status) in cases.into_iter().chain(SMUGGLING_HEADS.iter().copied()) {
+            assert_eq!(e(request).status(), status, "{request:?}");
+        }
+    }
+
+    /// Heads some HTTP/1.1 reader (Go's net/http of some version, or the
+    /// engine behind a proxy) could frame differently from httparse: all
+    /// refused, with their status.
+    pub(crate) const SMUGGLING_HEADS: &[(&str, u16)] = &[
+        // Bare LF / bare CR line endings.
+        ("GET / HTTP/1.1\nHost: x\n\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\r\n\n", 400),
+        ("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400),
+        // Control characters in a value.
+        ("GET / HTTP/1.1\r\nX: a\x0bb\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nX: a\x00\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: \x0bchunked\r\n\r\n", 400),
+        // A blank line before the request line.
+        ("\r\nGET / HTTP/1.1\r\n\r\n", 400),
+        ("\nGET / HTTP/1.1\r\n\r\n", 400),
+        // obs-fold, whitespace before the colon.
+        ("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nContent-Length: 0\r\n\tTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", 400),
+        // Transfer-Encoding on HTTP/1.0 (Go ignores it: the body would be
+        // the next request), in any spelling.
+        ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.0\r\ntransfer-encoding: CHUNKED\r\nConnection: keep-alive\r\n\r\n", 400),
+        // Codings other than exactly chunked.
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 501),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", 501),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked,\r\n\r\n", 501),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n", 501),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n", 400),
+        // TE with CL, in either order; duplicate CL even when equal.
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 03\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nContent-Length: 1 0\r\n\r\n", 400),
+        // A tab in the request line.
+        ("GET\t/ HTTP/1.1\r\n\r\n", 400),
+        // Parameters in a form body the engine reads, the policy does not.
+        ("POST /build HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 16\r\n\r\n", 400),
+        ("POST /build HTTP/1.1\r\nContent-Type: Application/X-WWW-Form-Urlencoded ; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST /build HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 1\r\n\r\n", 400),
+    ];
+
+    #[test]
+    fn old_cases_still_refused() {
+        let e = |s: &str| req(s).unwrap_err();
+        let cases = [("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400)];
         for (request, status) in cases {
             assert_eq!(e(request).status(), status, "{request:?}");
         }
@@ -608,7 +829,64 @@ mod tests {
         assert!(bad(b"fffffffffffffffff\r\n").is_err());
         assert!(bad(&[b'1'; 5000]).is_err());
         assert_eq!(bad(b"5\r\nhel"), Ok(6));
+        for (input, why) in SMUGGLING_CHUNKS {
+            // Refused whether it comes at once or a byte at a time.
+            assert!(bad(input).is_err(), "{why}: {input:?}");
+            let mut c = Chunked::default();
+            let mut buf = Vec::new();
+            let mut failed = false;
+            for b in *input {
+                buf.push(*b);
+                match c.advance(&buf, |_| {}) {
+                    Ok(n) => {
+                        buf.drain(..n);
+                    }
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            assert!(failed, "{why}: {input:?} (bytewise)");
+        }
+        // Spellings every reader agrees on.
+        for ok in [
+            &b"5;a=b;c=\"d e\"\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;\tx\r\nhello\r\n0\r\n\r\n",
+            b"00005\r\nhello\r\n0000\r\nX-T: v\r\nY: \r\n\r\n",
+            b"A\r\n0123456789\r\n0\r\n\r\n",
+        ] {
+            let (data, used) = dechunk(ok, 1).unwrap();
+            assert_eq!(used, ok.len(), "{ok:?}");
+            assert!(!data.is_empty());
+        }
     }
+
+    /// Chunked bodies whose framing Go's net/http before 1.23.8 reads
+    /// differently (it ends a chunk line at a bare LF and ignores what is in
+    /// an extension), or that other readers could: all refused.
+    pub(crate) const SMUGGLING_CHUNKS: &[(&[u8], &str)] = &[
+        (b"5;ext\nGET /x HTTP/1.1\r\n\r\nhello\r\n0\r\n\r\n", "bare LF in an extension"),
+        (b"5;a\rb\r\nhello\r\n0\r\n\r\n", "bare CR in an extension"),
+        (b"5\nhello\r\n0\r\n\r\n", "bare LF after the size"),
+        (b"5\r\nhello\r\n0\n\r\n", "bare LF after the last chunk"),
+        (b"5;\x00\r\nhello\r\n0\r\n\r\n", "NUL in an extension"),
+        (b"5;\x0b\r\nhello\r\n0\r\n\r\n", "VT in an extension"),
+        (b"5;\xc3\xa9\r\nhello\r\n0\r\n\r\n", "non-ASCII in an extension"),
+        (b"5 \r\nhello\r\n0\r\n\r\n", "space after the size"),
+        (b"5 ;x\r\nhello\r\n0\r\n\r\n", "space before ;"),
+        (b" 5\r\nhello\r\n0\r\n\r\n", "space before the size"),
+        (b"+5\r\nhello\r\n0\r\n\r\n", "a sign"),
+        (b"0x5\r\nhello\r\n0\r\n\r\n", "0x prefix"),
+        (b";x\r\nhello\r\n0\r\n\r\n", "no size"),
+        (b"00000000000000005\r\nhello\r\n0\r\n\r\n", "17 digits (Go: too large)"),
+        (b"5\r\nhello\n0\r\n\r\n", "bare LF after data"),
+        (b"5\r\nhello\r\n0\r\nX: y\n\r\n", "bare LF in a trailer"),
+        (b"5\r\nhello\r\n0\r\nX: y\r\n z\r\n\r\n", "folded trailer"),
+        (b"5\r\nhello\r\n0\r\nX y\r\n\r\n", "trailer without colon"),
+        (b"5\r\nhello\r\n0\r\nX: a\rb\r\n\r\n", "bare CR in a trailer"),
+        (b"5\r\nhello\r\n0\r\n\nGET / HTTP/1.1\r\n\r\n", "bare LF ending the trailers"),
+    ];
 
     #[test]
     fn error_responses() {
@@ -655,6 +933,7 @@ mod tests {
         assert_eq!(&g[26..], b"no");
         assert!(may_hold_head(b"GET / HTTP/1.1\r\n\r\n"));
         assert!(may_hold_head(b"GET / HTTP/1.1\n\n"));
+        assert!(req("GET / HTTP/1.1\n\n").is_err());
         assert!(!may_hold_head(b"GET / HTTP/1.1\r\nA: b\r\n"));
     }
 }
