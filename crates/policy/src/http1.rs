@@ -11,7 +11,8 @@ use std::fmt;
 pub const MAX_HEAD: usize = 256 * 1024;
 /// Most header fields in one head.
 pub const MAX_HEADERS: usize = 128;
-/// Longest chunk-size line (with extensions) accepted in a chunked body.
+/// Longest chunk-size line (with extensions and CRLF) accepted in a chunked
+/// body, plus one: Go refuses a line of 4096 bytes.
 const MAX_CHUNK_LINE: usize = 4096;
 /// Largest trailer section accepted after a chunked body.
 const MAX_TRAILERS: usize = 64 * 1024;
@@ -466,7 +467,7 @@ impl Chunked {
                 ChunkState::Done => return Ok(pos),
                 ChunkState::Size => {
                     let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-                        if rest.len() > MAX_CHUNK_LINE {
+                        if rest.len() >= MAX_CHUNK_LINE {
                             return Err(ChunkError("chunk size line too long"));
                         }
                         // Refuse a bad byte as soon as it arrives.
@@ -474,7 +475,7 @@ impl Chunked {
                         chunk_line(partial, true)?;
                         return Ok(pos);
                     };
-                    if lf + 1 > MAX_CHUNK_LINE {
+                    if lf + 1 >= MAX_CHUNK_LINE {
                         return Err(ChunkError("chunk size line too long"));
                     }
                     let Some(line) = rest[..lf].strip_suffix(b"\r") else {
