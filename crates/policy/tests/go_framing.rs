@@ -220,7 +220,7 @@ fn seeds() -> Vec<Vec<u8>> {
         format!("GET / HTTP/1.1\r\n{H}X-A: \t tab \t\r\nX-B:\r\nX-C: \u{e9}t\u{e9}\r\n\r\n"),
         // The shapes of issue #14 (refused by us; what comes before is compared).
         format!("POST /containers/x/start HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n2;ext\nGET /smuggled HTTP/1.1\r\n{H}\r\n\r\nab\r\n0\r\n\r\n"),
-        format!("POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.0\r\n\r\n"),
+        "POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.0\r\n\r\n".to_string(),
         format!("POST /x HTTP/1.1\r\n{H}Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
         format!("POST /x HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"),
     ]
