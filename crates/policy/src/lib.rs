@@ -338,13 +338,18 @@ fn inspected_body(route: &Route) -> Option<BodyKind> {
     }
 }
 
-/// Whether a path segment is an API version prefix: `v` followed by digits and
-/// dots, the engine's `/v{version:[0-9.]+}` (`V` too, to fail closed).
+/// Whether a path segment is an API version prefix: Docker's
+/// `/v{version:[0-9.]+}` or Podman's wider `/v{version:[0-9][0-9A-Za-z.-]*}`
+/// (`v4.0.0-dev`): `v` (or `V`, to fail closed), a digit or dot, then
+/// letters, digits, dots and dashes.
 pub(crate) fn path_is_version(seg: &str) -> bool {
-    let mut c = seg.chars();
-    matches!(c.next(), Some('v' | 'V'))
-        && seg.len() > 1
-        && c.all(|c| c.is_ascii_digit() || c == '.')
+    let b = seg.as_bytes();
+    b.len() > 1
+        && matches!(b[0], b'v' | b'V')
+        && (b[1].is_ascii_digit() || b[1] == b'.')
+        && b[2..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
 }
 
 #[cfg(test)]
