@@ -816,6 +816,12 @@ fn policy_read_only() {
     );
     // Audit lines: the container's root (host 231072) and each verdict.
     let logs = b.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("\"verdict\":\"denied\"")
+            && l.contains("/archive")
+            && l.contains("read-only: file contents")),
+        "docker cp should be refused as file contents:\n{logs}"
+    );
     let denied = logs
         .lines()
         .find(|l| l.contains("\"verdict\":\"denied\"") && l.contains("/containers/create"))
