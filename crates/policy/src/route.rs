@@ -210,6 +210,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/networks/{*}"),
 ];
 
+/// The table with its patterns split once (methods upper-case, `HEAD`-only
+/// routes filed under `GET`, which stands for both).
+fn table() -> &'static [(&'static str, Vec<Seg>)] {
+    static TABLE: std::sync::OnceLock<Vec<(&'static str, Vec<Seg>)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|(m, p)| (if *m == "HEAD" { "GET" } else { *m }, pattern(p)))
+            .collect()
+    })
+}
+
 fn pattern(p: &'static str) -> Vec<Seg> {
     p.split('/')
         .filter(|s| !s.is_empty())
@@ -270,12 +282,11 @@ pub fn resolve(method: &str, path: &str) -> Route {
         };
     }
     if !libpod {
-        for (rm, p) in ROUTES {
-            let rm = if *rm == "HEAD" { "GET" } else { rm };
-            if rm != m {
+        for (rm, pat) in table() {
+            if *rm != m {
                 continue;
             }
-            if let Some(segments) = bind(&pattern(p), &parts) {
+            if let Some(segments) = bind(pat, &parts) {
                 return Route {
                     segments,
                     raw,
