@@ -14,17 +14,25 @@
 //! (`fuzz/`, cargo-fuzz with sanitizers) build only this. The broker re-exports
 //! it as `sockbroker::policy` (and [`http1`] as `sockbroker::policy_relay::http1`).
 //!
-//! Order of evaluation, first match wins:
+//! Order of evaluation, first match wins (the path is first resolved against
+//! the engine's route table, [`route::resolve`], so that an object name of
+//! any number of segments is one segment for every rule and check):
 //! 1. `CONNECT` is refused (the engine has no use for it);
-//! 2. a matching **deny** rule refuses;
-//! 3. a matching **allow** rule admits (skipping the preset's method/path checks);
-//! 4. otherwise the **preset** decides: `full` admits, `read-only` admits GET and
-//!    HEAD without an upgrade, `userns-safe` admits all but plugin installs,
-//!    swarm membership and service specs; without a preset, nothing else is admitted;
-//! 5. with `userns-safe`, an admitted container create/update/start, exec
-//!    create or volume create is admitted only if its body passes
-//!    [`inspect::check`] (also when an allow rule admitted it), and a build
-//!    asking for `networkmode=host` or a `cgroupparent` is refused.
+//! 2. a matching **deny** rule refuses (matched on the raw and the resolved
+//!    segments, and a `/libpod/X` path also as `/X`);
+//! 3. `userns-safe` refuses Podman's `/libpod/…` API (never inspected);
+//! 4. a matching **allow** rule admits (skipping the preset's method/path checks);
+//! 5. otherwise the **preset** decides: `full` admits; `read-only` admits GET
+//!    and HEAD on known routes, without an upgrade and without contents
+//!    (archive, export, image tarballs, swarm unlock key and join tokens);
+//!    `userns-safe` admits known routes but plugin changes, swarm membership
+//!    and service specs; without a preset, nothing else is admitted;
+//! 6. with `userns-safe`, an admitted container create/update/start, exec
+//!    create, checkpoint create or volume create is admitted only if its body
+//!    passes [`inspect::check`] (also when an allow rule admitted it), and a
+//!    build asking for `networkmode=host` or a `cgroupparent`, or a start
+//!    from a `checkpoint-dir`, is refused; with any other policy but `full`,
+//!    a container start's body (API < 1.24: a HostConfig) is checked the same.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
