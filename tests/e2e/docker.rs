@@ -787,6 +787,8 @@ fn policy_read_only() {
         "set -e\n\
          docker ps --format 'ps={{{{.Names}}}}'\n\
          docker inspect --format 'inspect={{{{.Name}}}}' {target}\n\
+         docker logs {target} && echo logs-ok\n\
+         docker cp {target}:/etc/hostname - >/dev/null 2>&1 || echo cp-failed=$?\n\
          docker run --rm --network none --pull never {IMAGE} echo should-not-run 2>&1 || echo run-failed=$?\n\
          docker exec {target} echo should-not-exec 2>&1 || echo exec-failed=$?\n",
         target = target.name
@@ -794,6 +796,9 @@ fn policy_read_only() {
     let out = ok(in_container(1, Some(&t.dir("ro")), &[], &script));
     assert!(out.contains(&format!("ps={}", target.name)), "{out}");
     assert!(out.contains(&format!("inspect=/{}", target.name)), "{out}");
+    assert!(out.contains("logs-ok"), "{out}");
+    // read-only is monitoring: no file contents (`docker cp` uses archive).
+    assert!(out.contains("cp-failed="), "{out}");
     assert!(out.contains("run-failed="), "{out}");
     assert!(!out.contains("should-not-run"), "{out}");
     assert!(
@@ -811,6 +816,12 @@ fn policy_read_only() {
     );
     // Audit lines: the container's root (host 231072) and each verdict.
     let logs = b.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("\"verdict\":\"denied\"")
+            && l.contains("/archive")
+            && l.contains("read-only: file contents")),
+        "docker cp should be refused as file contents:\n{logs}"
+    );
     let denied = logs
         .lines()
         .find(|l| l.contains("\"verdict\":\"denied\"") && l.contains("/containers/create"))
@@ -838,6 +849,10 @@ fn policy_userns_safe() {
          docker exec {target} echo exec-ok\n\
          echo exec-stdin | docker exec -i {target} sh -c 'read x; echo got-$x'\n\
          echo lines=$(seq 1 100000 | {run} -i {IMAGE} wc -l)\n\
+         docker logs {target} && echo logs-ok\n\
+         echo cp-content > /tmp/cp-in && docker cp /tmp/cp-in {target}:/tmp/cp-in\n\
+         docker cp {target}:/tmp/cp-in - | tar -xO\n\
+         docker events --since 1 --until 2 && echo events-ok\n\
          {run} --privileged {IMAGE} echo escaped-privileged 2>&1 || echo privileged-failed\n\
          {run} --userns=host {IMAGE} echo escaped-userns 2>&1 || echo userns-failed\n\
          {run} -v /:/host {IMAGE} echo escaped-bind 2>&1 || echo bind-failed\n\
@@ -847,7 +862,15 @@ fn policy_userns_safe() {
         target = target.name
     );
     let out = ok(in_container(1, Some(&t.dir("safe")), &[], &script));
-    for want in ["sibling-ok", "exec-ok", "got-exec-stdin", "lines=100000"] {
+    for want in [
+        "sibling-ok",
+        "exec-ok",
+        "got-exec-stdin",
+        "lines=100000",
+        "logs-ok",
+        "cp-content",
+        "events-ok",
+    ] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
     for (failed, escaped, why) in [

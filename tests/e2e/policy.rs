@@ -208,7 +208,7 @@ fn engine_conn(mut s: UnixStream, seen: Arc<Mutex<Vec<Seen>>>) -> std::io::Resul
                 s.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"Id\":\"fake\"}")?
             }
             "/echo" => s.write_all(&ok("application/octet-stream", &body))?,
-            "/chunked" => s.write_all(
+            "/containers/chunked/logs" => s.write_all(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\n\r\n",
             )?,
             "/events" => {
@@ -220,7 +220,7 @@ fn engine_conn(mut s: UnixStream, seen: Arc<Mutex<Vec<Seen>>>) -> std::io::Resul
                 }
                 s.write_all(b"0\r\n\r\n")?;
             }
-            "/follow" => {
+            "/containers/follow/logs" => {
                 // Streams until the client side closes (like `docker events`):
                 // a reader notices the EOF, the writer then ends the stream.
                 s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
@@ -239,20 +239,20 @@ fn engine_conn(mut s: UnixStream, seen: Arc<Mutex<Vec<Seen>>>) -> std::io::Resul
                 }
                 seen.lock().unwrap().push(Seen {
                     method: "EOF".into(),
-                    target: format!("/follow after {i} ticks"),
+                    target: format!("/containers/follow/logs after {i} ticks"),
                     raw: vec![],
                     body: vec![],
                 });
                 s.write_all(b"0\r\n\r\n")?;
                 return Ok(());
             }
-            "/bye" => {
+            "/containers/bye/json" => {
                 // Closes after the response without saying so (an idle
                 // keep-alive connection closed by the server).
                 s.write_all(&ok("text/plain", b"bye"))?;
                 return Ok(());
             }
-            "/close" => {
+            "/containers/close/json" => {
                 s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")?;
                 return Ok(());
             }
@@ -525,7 +525,7 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
     let r = c.call("HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n");
     assert_eq!((r.status, r.header("content-length")), (200, Some("42")));
     assert!(r.body.is_empty());
-    let r = c.call(&get("/chunked"));
+    let r = c.call(&get("/containers/chunked/logs"));
     assert_eq!((r.status, r.text().as_str()), (200, "abcdefg"));
     let r = c.call("DELETE /containers/abc?force=1 HTTP/1.1\r\nHost: docker\r\n\r\n");
     assert_eq!(r.status, 403);
@@ -543,7 +543,7 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
             "GET /_ping",
             "GET /v1.41/containers/json?all=1",
             "HEAD /_ping",
-            "GET /chunked",
+            "GET /containers/chunked/logs",
             "GET /_ping"
         ]
     );
@@ -584,7 +584,7 @@ fn pipelined_requests_are_answered_in_order() {
     all.push_str(&get("/_ping"));
     all.push_str(&get("/v%31.41//Secrets/./abc")); // denied, in a bypass spelling
     all.push_str(&post("/echo", "hello"));
-    all.push_str(&get("/chunked"));
+    all.push_str(&get("/containers/chunked/logs"));
     all.push_str(&post("/containers/create", "{}")); // no allow rule
     all.push_str(&get("/containers/json"));
     c.send(all.as_bytes());
@@ -611,7 +611,7 @@ fn pipelined_requests_are_answered_in_order() {
         [
             "GET /_ping",
             "POST /echo",
-            "GET /chunked",
+            "GET /containers/chunked/logs",
             "GET /containers/json"
         ]
     );
@@ -622,7 +622,7 @@ fn pipelined_requests_are_answered_in_order() {
     c.send(
         format!(
             "{}{}{}",
-            get("/chunked"),
+            get("/containers/chunked/logs"),
             get("/_ping"),
             get("/containers/json")
         )
@@ -813,7 +813,7 @@ fn client_eof_ends_an_endless_stream() {
     let mut c = f.client("ro");
     c.send(
         get("/events?follow=1")
-            .replace("/events?follow=1", "/follow")
+            .replace("/events?follow=1", "/containers/follow/logs")
             .as_bytes(),
     );
     while String::from_utf8_lossy(&c.buf).matches("tick").count() < 2 {
@@ -826,7 +826,7 @@ fn client_eof_ends_an_endless_stream() {
         f.engine
             .targets()
             .iter()
-            .any(|t| t.starts_with("EOF /follow"))
+            .any(|t| t.starts_with("EOF /containers/follow/logs"))
     });
     let mut rest = Vec::new();
     c.s.read_to_end(&mut rest).unwrap();
@@ -889,7 +889,7 @@ fn connection_close_is_honoured() {
     }
     let f = Fixture::start(&[("ro", "access: read-only")]);
     let mut c = f.client("ro");
-    let r = c.call(&get("/close"));
+    let r = c.call(&get("/containers/close/json"));
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     assert!(c.closed());
     let mut c = f.client("ro");
@@ -903,7 +903,7 @@ fn connection_close_is_honoured() {
     // The engine closes an idle keep-alive connection: the next request gets
     // a new upstream connection, not a 502.
     let mut c = f.client("ro");
-    assert_eq!(c.call(&get("/bye")).text(), "bye");
+    assert_eq!(c.call(&get("/containers/bye/json")).text(), "bye");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(c.call(&get("/_ping")).text(), "OK");
     // A denied HEAD gets a 403 without a body; the connection goes on.
@@ -1097,4 +1097,167 @@ fn a_reload_reaches_open_connections() {
     f.b.wait_log("the tenant now has an access policy");
     let mut again = f.client("was-full");
     assert_eq!(again.call(&post("/containers/create", "{}")).status, 403);
+// ------------------------------------------------------- hostile tenants (#14)
+
+/// Bytes crafted the way an attacker would, against every kind of policy:
+/// what reaches the engine is exactly what the policy checked, or nothing.
+#[test]
+fn hostile_framing_never_reaches_the_engine() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let f = Fixture::start(&[
+        ("ro", "access: read-only"),
+        (
+            "rules",
+            "access: {allow: [\"GET,HEAD /**\", \"POST /containers/*/start\"]}",
+        ),
+        (
+            "deny",
+            "access: {preset: full, deny: [\"POST /containers/*/exec\"]}",
+        ),
+        ("safe", "access: userns-safe"),
+    ]);
+    const TE: &str = "Host: docker\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // A bare LF inside a chunk extension: httparse reads the rest of the
+    // line as extension, Go's net/http < 1.23.8 ends the line there (and
+    // reads what follows as data, then as the next request).
+    let smuggle = "2;x\nPOST /containers/evil/exec HTTP/1.1\r\n{}\r\n0\r\n\r\n";
+    for (tenant, head) in [
+        ("ro", "GET /containers/json HTTP/1.1"),
+        ("rules", "POST /containers/x/start HTTP/1.1"),
+        ("deny", "POST /containers/x/start HTTP/1.1"),
+        ("safe", "POST /containers/create HTTP/1.1"),
+    ] {
+        // An inspected body is read whole first: 400. A streamed one (the
+        // head already forwarded) ends the connection at the bad line; the
+        // engine sees a truncated body, never what follows the LF.
+        let mut c = f.client(tenant);
+        c.send(format!("{head}\r\n{TE}{smuggle}").as_bytes());
+        let mut answer = Vec::new();
+        c.s.read_to_end(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let inspected = tenant == "safe" || tenant == "rules";
+        assert!(
+            if inspected {
+                answer.starts_with("HTTP/1.1 400 ") && answer.contains("invalid chunked body")
+            } else {
+                answer.is_empty() || answer.starts_with("HTTP/1.1 400 ")
+            },
+            "{tenant}: {answer}"
+        );
+    }
+    // Transfer-Encoding on HTTP/1.0 (Go ignores it: the "body" would be the
+    // next request), TE with Content-Length, a duplicated Content-Length,
+    // bare LF heads, obs-fold, a form body the engine reads parameters from.
+    for (tenant, raw) in [
+        ("rules", "POST /containers/x/start HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n0\r\n\r\nPOST /containers/x/exec HTTP/1.0\r\n\r\n"),
+        ("deny", "POST /containers/x/start HTTP/1.1\r\nHost: d\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("deny", "POST /containers/x/start HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n"),
+        ("ro", "GET /containers/json HTTP/1.1\nHost: d\n\n"),
+        ("ro", "GET /containers/json HTTP/1.1\r\nX: a\r\n Transfer-Encoding: chunked\r\n\r\n"),
+        ("safe", "POST /build?t=x HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 16\r\n\r\nnetworkmode=host"),
+    ] {
+        let mut c = f.client(tenant);
+        let r = c.call(raw);
+        assert!(
+            r.status == 400 || r.status == 501,
+            "{tenant} {raw:?}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(c.closed(), "{raw:?}");
+    }
+    let seen = f.engine.seen();
+    assert!(
+        seen.is_empty(),
+        "reached the engine: {:?}",
+        f.engine.targets()
+    );
+}
+
+/// Container names of more than one segment (`web/al`, `%2F`) meet the same
+/// rules and body checks; read-only hands out no file contents; Podman's
+/// own API is refused by userns-safe; an old-API start body is checked.
+#[test]
+fn every_route_spelling_meets_the_policy() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let f = Fixture::start(&[
+        ("ro", "access: read-only"),
+        (
+            "rules",
+            "access: {allow: [\"GET,HEAD /**\", \"POST /containers/*/start\"]}",
+        ),
+        (
+            "deny",
+            "access: {preset: full, deny: [\"POST /containers/*/exec\"]}",
+        ),
+        ("safe", "access: userns-safe"),
+    ]);
+    let exec = r#"{"Cmd":["sh"],"Privileged":true}"#;
+    for name in ["web/al", "web%2Fal", "a/b/c", "x/exec"] {
+        for tenant in ["deny", "safe"] {
+            let r = f
+                .client(tenant)
+                .call(&post(&format!("/v1.41/containers/{name}/exec"), exec));
+            assert_eq!(r.status, 403, "{tenant} {name}: {}", r.text());
+        }
+        let r = f.client("ro").call(&get(&format!(
+            "/containers/{name}/archive?path=/etc/shadow"
+        )));
+        assert_eq!(r.status, 403, "{name}");
+    }
+    for path in [
+        "/containers/abc/archive?path=/",
+        "/containers/abc/export",
+        "/images/get?names=busybox",
+        "/v1.41/images/library/busybox/get",
+        "/swarm/unlockkey",
+        "/v4.0.0/libpod/containers/json",
+    ] {
+        let r = f.client("ro").call(&get(path));
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+    }
+    for (path, body) in [
+        (
+            "/v4.0.0/libpod/containers/create",
+            r#"{"image":"x","privileged":true,"mounts":[{"source":"/","destination":"/h","type":"bind"}]}"#,
+        ),
+        (
+            "/v4.0.0/libpod/pods/create",
+            r#"{"name":"p","netns":{"nsmode":"host"},"pidns":{"nsmode":"host"}}"#,
+        ),
+        ("/libpod/play/kube", "apiVersion: v1"),
+    ] {
+        let r = f.client("safe").call(&post(path, body));
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+    }
+    // An API < 1.24 start body is a HostConfig, also for a rules-only tenant.
+    for body in [
+        r#"{"Privileged":true}"#,
+        r#"{"HostConfig":{"Binds":["/:/host"]}}"#,
+    ] {
+        for tenant in ["rules", "safe"] {
+            let r = f
+                .client(tenant)
+                .call(&post("/v1.23/containers/web/al/start", body));
+            assert_eq!(r.status, 403, "{tenant} {body}: {}", r.text());
+        }
+    }
+    assert!(f.engine.seen().is_empty(), "{:?}", f.engine.targets());
+    // What these tenants may do still reaches the engine, as sent.
+    let mut c = f.client("rules");
+    let r = c.call(&post("/v1.23/containers/web/al/start", ""));
+    assert_eq!(r.status, 404, "the fake engine's answer");
+    let r = f.client("ro").call(&get("/containers/web%2Fal/json"));
+    assert_eq!(r.status, 404, "the fake engine's answer");
+    assert_eq!(
+        f.engine.targets(),
+        [
+            "POST /v1.23/containers/web/al/start",
+            "GET /containers/web%2Fal/json"
+        ]
+    );
 }

@@ -11,7 +11,8 @@ use std::fmt;
 pub const MAX_HEAD: usize = 256 * 1024;
 /// Most header fields in one head.
 pub const MAX_HEADERS: usize = 128;
-/// Longest chunk-size line (with extensions) accepted in a chunked body.
+/// Longest chunk-size line (with extensions and CRLF) accepted in a chunked
+/// body, plus one: Go refuses a line of 4096 bytes.
 const MAX_CHUNK_LINE: usize = 4096;
 /// Largest trailer section accepted after a chunked body.
 const MAX_TRAILERS: usize = 64 * 1024;
@@ -115,7 +116,11 @@ fn httparse_error(e: httparse::Error) -> HeadError {
 #[derive(Default)]
 struct Fields {
     content_length: Option<u64>,
+    /// How many `Content-Length` fields there were.
+    cl_count: usize,
     transfer_encoding: Option<String>,
+    /// The request body is a form the engine would read parameters from.
+    form_body: bool,
     connection_close: bool,
     connection_keep_alive: bool,
     upgrade: bool,
@@ -126,11 +131,17 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
     let mut f = Fields::default();
     let mut te_count = 0;
     for h in headers {
-        let value = std::str::from_utf8(h.value).ok().map(str::trim);
+        // Go's textproto trims spaces and tabs around a value, nothing else.
+        let value = std::str::from_utf8(h.value)
+            .ok()
+            .map(|v| v.trim_matches([' ', '\t']));
         if h.name.eq_ignore_ascii_case("content-length") {
+            f.cl_count += 1;
+            // Go: strconv.ParseUint(v, 10, 63): digits only, at most 2^63-1.
             let v = value
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v <= i64::MAX as u64)
                 .ok_or_else(|| HeadError::Invalid("invalid Content-Length".into()))?;
             if f.content_length.is_some_and(|old| old != v) {
                 return Err(HeadError::Invalid(
@@ -152,6 +163,14 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
             }
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             f.upgrade = true;
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            // Go's mime.ParseMediaType: the type before any `;`, trimmed,
+            // any case. An unparsable value counts (fail closed).
+            let media = value.unwrap_or("").split(';').next().unwrap_or("");
+            let media = media.trim_matches([' ', '\t']).to_ascii_lowercase();
+            f.form_body |= media == "application/x-www-form-urlencoded"
+                || media == "multipart/form-data"
+                || std::str::from_utf8(h.value).is_err();
         } else if h.name.eq_ignore_ascii_case("expect") {
             f.expect_continue |= value.is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         }
@@ -177,11 +196,30 @@ fn head_len(parsed: httparse::Result<usize>, buf_len: usize) -> Result<Option<us
 
 /// Parse a request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 ///
-/// Stricter than the engine where that can only refuse, never reinterpret:
-/// both `Content-Length` and `Transfer-Encoding` (a request-smuggling shape),
-/// differing `Content-Length`s, and transfer codings other than a single
-/// `chunked` are refused.
+/// One framing for both sides (docs/security.md "Framing"): the head and
+/// its body are forwarded as they came, so a head is accepted only if every
+/// HTTP/1.1 reader, Go's net/http of any version included, frames it the
+/// same way. Refused (400 unless noted):
+///
+/// * anything but CRLF line endings (a bare LF or CR), control characters
+///   other than HTAB in field values, a blank line before the request line,
+///   folded (obs-fold) fields, whitespace before a colon;
+/// * `Transfer-Encoding` on an HTTP/1.0 request (Go ignores it there),
+///   more than one `Transfer-Encoding` field, any coding but exactly
+///   `chunked` (501), `Transfer-Encoding` together with `Content-Length`;
+/// * more than one `Content-Length` field (even with equal values), a
+///   value that is not plain digits or is over 2^63-1;
+/// * a form body (`application/x-www-form-urlencoded`, `multipart/form-data`):
+///   the engine reads parameters from it as well as from the query, the
+///   policy reads only the query.
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
+    if let Some(&b) = buf.first() {
+        if b == b'\r' || b == b'\n' {
+            return Err(HeadError::Invalid(
+                "empty line before the request line".into(),
+            ));
+        }
+    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let Some(len) = head_len(req.parse(buf), buf.len())? else {
@@ -190,11 +228,22 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
     if len > MAX_HEAD {
         return Err(HeadError::TooLarge);
     }
+    strict_lines(&buf[..len])?;
     let method = req.method.unwrap_or_default().to_string();
     let target = req.path.unwrap_or_default().to_string();
     let minor_version = req.version.unwrap_or(1);
     let f = fields(req.headers, true)?;
+    if f.cl_count > 1 {
+        return Err(HeadError::Invalid(
+            "more than one Content-Length field".into(),
+        ));
+    }
     let body = match (&f.transfer_encoding, f.content_length) {
+        (Some(_), _) if minor_version == 0 => {
+            return Err(HeadError::Invalid(
+                "Transfer-Encoding on an HTTP/1.0 request".into(),
+            ))
+        }
         (Some(_), Some(_)) => {
             return Err(HeadError::Invalid(
                 "both Content-Length and Transfer-Encoding".into(),
@@ -205,6 +254,12 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         (None, Some(0)) | (None, None) => Framing::Empty,
         (None, Some(n)) => Framing::Length(n),
     };
+    if f.form_body && body != Framing::Empty {
+        return Err(HeadError::Invalid(
+            "a form-encoded request body (the Docker API takes parameters in the query only)"
+                .into(),
+        ));
+    }
     let close = f.connection_close || (minor_version == 0 && !f.connection_keep_alive);
     Ok(Some(RequestHead {
         method,
@@ -216,6 +271,41 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         upgrade: f.upgrade,
         expect_continue: f.expect_continue,
     }))
+}
+
+/// The byte-level rules httparse leaves open: every line of `head` ends with
+/// CRLF, no CR or LF elsewhere, no control character but HTAB (and none at
+/// all in the request line), no line that starts with whitespace.
+fn strict_lines(head: &[u8]) -> Result<(), HeadError> {
+    let bad = |what: &str| Err(HeadError::Invalid(format!("{what} in the request head")));
+    let mut line_start = true;
+    let mut request_line = true;
+    let mut i = 0;
+    while i < head.len() {
+        let b = head[i];
+        match b {
+            b'\r' => {
+                if head.get(i + 1) != Some(&b'\n') {
+                    return bad("a bare CR");
+                }
+                i += 2;
+                line_start = true;
+                request_line = false;
+                continue;
+            }
+            b'\n' => return bad("a bare LF (lines must end with CRLF)"),
+            b' ' | b'\t' if line_start && !request_line => {
+                return bad("a folded header line (obs-fold)")
+            }
+            b'\t' if request_line => return bad("a tab in the request line"),
+            b'\t' => {}
+            0..=0x1f | 0x7f => return bad("a control character"),
+            _ => {}
+        }
+        line_start = false;
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Parse a response head at the start of `buf`, for a request whose method
@@ -335,8 +425,8 @@ enum ChunkState {
     Data(u64),
     /// Expecting the CRLF after chunk data.
     DataEnd,
-    /// Expecting the trailer section (ends with an empty line).
-    Trailers,
+    /// In the trailer section (ends with an empty line), this many bytes in.
+    Trailers(usize),
     /// The body is complete.
     Done,
 }
@@ -376,29 +466,28 @@ impl Chunked {
             match self.state {
                 ChunkState::Done => return Ok(pos),
                 ChunkState::Size => {
-                    if rest.is_empty() {
+                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() >= MAX_CHUNK_LINE {
+                            return Err(ChunkError("chunk size line too long"));
+                        }
+                        // Refuse a bad byte as soon as it arrives.
+                        let partial = rest.strip_suffix(b"\r").unwrap_or(rest);
+                        chunk_line(partial, true)?;
                         return Ok(pos);
+                    };
+                    if lf + 1 >= MAX_CHUNK_LINE {
+                        return Err(ChunkError("chunk size line too long"));
                     }
-                    if !rest[0].is_ascii_hexdigit() {
-                        return Err(ChunkError("chunk size is not hexadecimal"));
-                    }
-                    match httparse::parse_chunk_size(rest) {
-                        Ok(httparse::Status::Complete((n, size))) => {
-                            pos += n;
-                            self.state = if size == 0 {
-                                ChunkState::Trailers
-                            } else {
-                                ChunkState::Data(size)
-                            };
-                        }
-                        Ok(httparse::Status::Partial) => {
-                            if rest.len() > MAX_CHUNK_LINE {
-                                return Err(ChunkError("chunk size line too long"));
-                            }
-                            return Ok(pos);
-                        }
-                        Err(_) => return Err(ChunkError("bad chunk size line")),
-                    }
+                    let Some(line) = rest[..lf].strip_suffix(b"\r") else {
+                        return Err(ChunkError("chunk line ends with a bare LF"));
+                    };
+                    let size = chunk_line(line, false)?;
+                    pos += lf + 1;
+                    self.state = if size == 0 {
+                        ChunkState::Trailers(0)
+                    } else {
+                        ChunkState::Data(size)
+                    };
                 }
                 ChunkState::Data(left) => {
                     if rest.is_empty() {
@@ -424,20 +513,27 @@ impl Chunked {
                         return Err(ChunkError("chunk data not followed by CRLF"));
                     }
                 }
-                ChunkState::Trailers => {
-                    let mut headers = [httparse::EMPTY_HEADER; 32];
-                    match httparse::parse_headers(rest, &mut headers) {
-                        Ok(httparse::Status::Complete((n, _))) => {
-                            pos += n;
-                            self.state = ChunkState::Done;
+                ChunkState::Trailers(seen) => {
+                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+                        if seen + rest.len() > MAX_TRAILERS {
+                            return Err(ChunkError("trailer section too large"));
                         }
-                        Ok(httparse::Status::Partial) => {
-                            if rest.len() > MAX_TRAILERS {
-                                return Err(ChunkError("trailer section too large"));
-                            }
-                            return Ok(pos);
-                        }
-                        Err(_) => return Err(ChunkError("bad trailer section")),
+                        let partial = rest.strip_suffix(b"\r").unwrap_or(rest);
+                        trailer_line(partial, true)?;
+                        return Ok(pos);
+                    };
+                    let Some(line) = rest[..lf].strip_suffix(b"\r") else {
+                        return Err(ChunkError("trailer line ends with a bare LF"));
+                    };
+                    if seen + lf + 1 > MAX_TRAILERS {
+                        return Err(ChunkError("trailer section too large"));
+                    }
+                    pos += lf + 1;
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    } else {
+                        trailer_line(line, false)?;
+                        self.state = ChunkState::Trailers(seen + lf + 1);
                     }
                 }
             }
@@ -445,216 +541,72 @@ impl Chunked {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(s: &str) -> Result<Option<RequestHead>, HeadError> {
-        parse_request(s.as_bytes())
+/// A chunk-size line without its CRLF: `1*16HEXDIG [ ";" ext ]`, the
+/// extension printable ASCII, space or tab. What every reader, Go's
+/// net/http before 1.23.8 included (it ends the line at a bare LF and cuts
+/// at the first `;`), reads as the same size and the same line end.
+/// `partial`: `line` may be cut short (check what is there).
+fn chunk_line(line: &[u8], partial: bool) -> Result<u64, ChunkError> {
+    let (digits, ext) = match line.iter().position(|&b| b == b';') {
+        Some(i) => (&line[..i], Some(&line[i + 1..])),
+        None => (line, None),
+    };
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(ChunkError("chunk size is not hexadecimal"));
     }
-
-    #[test]
-    fn requests() {
-        let text = "GET /v1.41/containers/json?all=1 HTTP/1.1\r\nHost: docker\r\n\r\n";
-        let h = req(text).unwrap().unwrap();
-        assert_eq!(h.method, "GET");
-        assert_eq!(h.target, "/v1.41/containers/json?all=1");
-        assert_eq!(h.body, Framing::Empty);
-        assert!(!h.close && !h.upgrade && !h.expect_continue);
-        assert_eq!(h.len, text.len());
-        let h = req("POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.body, Framing::Length(5));
-        assert_eq!(h.len, 39);
-        let h = req("POST /x HTTP/1.1\r\ntransfer-encoding: Chunked\r\nConnection: Upgrade, close\r\nUpgrade: tcp\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.body, Framing::Chunked);
-        assert!(h.close && h.upgrade);
-        let h = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
-        assert!(h.close);
-        let h = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(!h.close);
-        let h = req("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(h.expect_continue);
-        assert_eq!(h.body, Framing::Length(3));
-        // Bare LF line endings are tolerated (as Go does).
-        assert!(req("GET / HTTP/1.1\nHost: x\n\n").unwrap().is_some());
-        // Incomplete.
-        assert_eq!(req("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
-        assert_eq!(req("GET / HT"), Ok(None));
-        assert_eq!(req(""), Ok(None));
+    if digits.len() > 16 {
+        return Err(ChunkError("chunk size has more than 16 digits"));
     }
-
-    #[test]
-    fn refused_requests() {
-        let e = |s: &str| req(s).unwrap_err();
-        // (request, status): ambiguous framing is refused, not guessed.
-        let cases = [
-            ("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\nContent-Length: \r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
-            ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
-            ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
-            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-            ("GET / HTTP/2.0\r\n\r\n", 400),
-            ("GET /\r\n\r\n", 400),
-            ("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
-            ("GET / HTTP/1.1\r\nX : y\r\n\r\n", 400),
-        ];
-        for (request, status) in cases {
-            assert_eq!(e(request).status(), status, "{request:?}");
+    if digits.is_empty() && (ext.is_some() || !partial) {
+        return Err(ChunkError("chunk size is not hexadecimal"));
+    }
+    if let Some(ext) = ext {
+        if !ext.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+            return Err(ChunkError(
+                "chunk extension has a control character or a non-ASCII byte",
+            ));
         }
-        let many = format!(
-            "GET / HTTP/1.1\r\n{}\r\n",
-            "A: b\r\n".repeat(MAX_HEADERS + 1)
-        );
-        assert_eq!(e(&many), HeadError::TooManyHeaders);
-        let big = format!("GET / HTTP/1.1\r\nA: {}", "b".repeat(MAX_HEAD));
-        assert_eq!(e(&big), HeadError::TooLarge);
     }
-
-    #[test]
-    fn responses() {
-        let r = |s: &str, head: bool| parse_response(s.as_bytes(), head).unwrap().unwrap();
-        let h = r("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
-        assert_eq!(
-            (h.status, h.body, h.close),
-            (200, Framing::Length(2), false)
-        );
-        let h = r("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true);
-        assert_eq!(h.body, Framing::Empty);
-        let h = r(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
-            false,
-        );
-        assert_eq!(h.body, Framing::Chunked);
-        let h = r("HTTP/1.1 204 No Content\r\n\r\n", false);
-        assert_eq!(h.body, Framing::Empty);
-        let h = r(
-            "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
-            false,
-        );
-        assert_eq!(h.body, Framing::Empty);
-        let h = r(
-            "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
-            false,
-        );
-        assert_eq!((h.status, h.body), (101, Framing::Empty));
-        let h = r("HTTP/1.1 100 Continue\r\n\r\n", false);
-        assert_eq!(h.status, 100);
-        let h = r(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n",
-            false,
-        );
-        assert_eq!((h.body, h.close), (Framing::UntilClose, true));
-        let h = r(
-            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-            false,
-        );
-        assert_eq!((h.body, h.close), (Framing::Empty, true));
-        let h = r("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
-        assert!(h.close);
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\n", false), Ok(None));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
-        assert!(parse_response(b"SSH-2.0\r\n\r\n", false).is_err());
+    let mut size: u64 = 0;
+    for &d in digits {
+        let v = (d as char).to_digit(16).unwrap_or(0) as u64;
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(v))
+            .ok_or(ChunkError("chunk size too large"))?;
     }
+    Ok(size)
+}
 
-    fn dechunk(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), ChunkError> {
-        // Feed `input` `step` bytes at a time, as reads would.
-        let mut c = Chunked::default();
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        let mut consumed_total = 0;
-        for piece in input.chunks(step.max(1)) {
-            buf.extend_from_slice(piece);
-            let n = c.advance(&buf, |d| out.extend_from_slice(d))?;
-            buf.drain(..n);
-            consumed_total += n;
-            if c.is_done() {
-                break;
+/// A trailer field line without its CRLF: `token ":" value`, the value
+/// without control characters but HTAB. `partial`: `line` may be cut short.
+fn trailer_line(line: &[u8], partial: bool) -> Result<(), ChunkError> {
+    let bad = Err(ChunkError("bad trailer field"));
+    let colon = line.iter().position(|&b| b == b':');
+    let name = &line[..colon.unwrap_or(line.len())];
+    if !name.iter().all(|&b| is_tchar(b)) || (colon.is_some() && name.is_empty()) {
+        return bad;
+    }
+    match colon {
+        None if partial => Ok(()),
+        None => bad,
+        Some(i) => {
+            if line[i + 1..]
+                .iter()
+                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            {
+                Ok(())
+            } else {
+                bad
             }
         }
-        assert!(c.is_done(), "not done after {input:?}");
-        Ok((out, consumed_total))
-    }
-
-    #[test]
-    fn chunked_bodies() {
-        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nGET /next";
-        for step in [1, 2, 3, 7, 100] {
-            let (data, used) = dechunk(body, step).unwrap();
-            assert_eq!(data, b"hello world", "step {step}");
-            assert_eq!(&body[used..], b"GET /next", "step {step}");
-        }
-        let (data, used) = dechunk(b"0\r\n\r\n", 1).unwrap();
-        assert!(data.is_empty());
-        assert_eq!(used, 5);
-        let bad = |b: &[u8]| {
-            let mut c = Chunked::default();
-            c.advance(b, |_| {})
-        };
-        assert!(bad(b"x\r\n").is_err());
-        assert!(bad(b"\r\n").is_err());
-        assert!(bad(b"5\r\nhelloXX").is_err());
-        assert!(bad(b"fffffffffffffffff\r\n").is_err());
-        assert!(bad(&[b'1'; 5000]).is_err());
-        assert_eq!(bad(b"5\r\nhel"), Ok(6));
-    }
-
-    #[test]
-    fn error_responses() {
-        let r = error_response(
-            403,
-            "sockbroker: tenant ci may not POST /containers/create (Privileged)",
-            false,
-        );
-        let text = String::from_utf8(r.clone()).unwrap();
-        let body =
-            r#"{"message":"sockbroker: tenant ci may not POST /containers/create (Privileged)"}"#;
-        assert_eq!(
-            text,
-            format!(
-                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-        );
-        let h = parse_response(&r, false).unwrap().unwrap();
-        assert_eq!(
-            (h.status, h.body),
-            (403, Framing::Length(body.len() as u64))
-        );
-        let r = error_response(502, "a \"quoted\"\nthing", true);
-        let text = String::from_utf8(r).unwrap();
-        assert!(text.contains("Connection: close\r\n"));
-        assert!(text.ends_with(r#"{"message":"a \"quoted\"\nthing"}"#));
-    }
-
-    #[test]
-    fn h2() {
-        assert_eq!(h2_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(true));
-        assert_eq!(
-            h2_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nxyz"),
-            Some(true)
-        );
-        assert_eq!(h2_preface(b"PRI * HT"), None);
-        assert_eq!(h2_preface(b"GET / HTTP/1.1"), Some(false));
-        assert_eq!(h2_preface(b"P"), None);
-        let g = h2_refusal("no");
-        assert_eq!(&g[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        assert_eq!(&g[9..14], &[0, 0, 10, 7, 0]);
-        assert_eq!(&g[22..26], &[0, 0, 0, 0x0d]);
-        assert_eq!(&g[26..], b"no");
-        assert!(may_hold_head(b"GET / HTTP/1.1\r\n\r\n"));
-        assert!(may_hold_head(b"GET / HTTP/1.1\n\n"));
-        assert!(!may_hold_head(b"GET / HTTP/1.1\r\nA: b\r\n"));
     }
 }
+
+/// An RFC 9110 token character.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests;

@@ -14,23 +14,32 @@
 //! (`fuzz/`, cargo-fuzz with sanitizers) build only this. The broker re-exports
 //! it as `sockbroker::policy` (and [`http1`] as `sockbroker::policy_relay::http1`).
 //!
-//! Order of evaluation, first match wins:
+//! Order of evaluation, first match wins (the path is first resolved against
+//! the engine's route table, [`route::resolve`], so that an object name of
+//! any number of segments is one segment for every rule and check):
 //! 1. `CONNECT` is refused (the engine has no use for it);
-//! 2. a matching **deny** rule refuses;
-//! 3. a matching **allow** rule admits (skipping the preset's method/path checks);
-//! 4. otherwise the **preset** decides: `full` admits, `read-only` admits GET and
-//!    HEAD without an upgrade, `userns-safe` admits all but plugin installs,
-//!    swarm membership and service specs; without a preset, nothing else is admitted;
-//! 5. with `userns-safe`, an admitted container create/update/start, exec
-//!    create or volume create is admitted only if its body passes
-//!    [`inspect::check`] (also when an allow rule admitted it), and a build
-//!    asking for `networkmode=host` or a `cgroupparent` is refused.
+//! 2. a matching **deny** rule refuses (matched on the raw and the resolved
+//!    segments, and a `/libpod/X` path also as `/X`);
+//! 3. `userns-safe` refuses Podman's `/libpod/…` API (never inspected);
+//! 4. a matching **allow** rule admits (skipping the preset's method/path checks);
+//! 5. otherwise the **preset** decides: `full` admits; `read-only` admits GET
+//!    and HEAD on known routes, without an upgrade and without contents
+//!    (archive, export, image tarballs, swarm unlock key and join tokens);
+//!    `userns-safe` admits known routes but plugin changes, swarm membership
+//!    and service specs; without a preset, nothing else is admitted;
+//! 6. with `userns-safe`, an admitted container create/update/start, exec
+//!    create, checkpoint create or volume create is admitted only if its body
+//!    passes [`inspect::check`] (also when an allow rule admitted it), and a
+//!    build asking for `networkmode=host` or a `cgroupparent`, or a start
+//!    from a `checkpoint-dir`, is refused; with any other policy but `full`,
+//!    a container start's body (API < 1.24: a HostConfig) is checked the same.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod http1;
 pub mod inspect;
 pub mod path;
+pub mod route;
 pub mod rules;
 
 use std::fmt;
@@ -38,6 +47,7 @@ use std::path::PathBuf;
 
 pub use inspect::{BodyKind, HostPaths, Lexical, RealFs};
 pub use path::{normalize, Target, TargetError};
+pub use route::Route;
 pub use rules::{Case, Rule};
 
 /// The built-in policies a tenant can start from.
@@ -110,53 +120,64 @@ impl Policy {
         if method.eq_ignore_ascii_case("CONNECT") {
             return Decision::Deny("CONNECT is not supported".into());
         }
-        if let Some(r) = self
-            .deny
-            .iter()
-            .find(|r| r.matches(method, path, Case::Fold))
-        {
-            return Decision::Deny(format!("deny rule \"{r}\""));
+        let route = route::resolve(method, path);
+        // Deny rules see every spelling: raw and folded segments, and a
+        // libpod path as its Docker twin (fail closed).
+        for view in route.deny_views(method) {
+            if let Some(r) = self
+                .deny
+                .iter()
+                .find(|r| r.matches_segments(method, &view, Case::Fold))
+            {
+                return Decision::Deny(format!("deny rule \"{r}\""));
+            }
         }
+        // Podman's own API: its bodies are never inspected, so userns-safe
+        // refuses it whatever the allow rules say (they never skip checks).
+        if self.preset == Some(Preset::UsernsSafe) && route.libpod {
+            return Decision::Deny(
+                "userns-safe: Podman's libpod API is not checked; use its Docker API".into(),
+            );
+        }
+        // Allow rules see the route as the engine binds it.
         let by_rule = self
             .allow
             .iter()
-            .any(|r| r.matches(method, path, Case::Exact));
+            .any(|r| r.matches_segments(method, &route.segments, Case::Exact));
         if !by_rule {
             match self.preset {
                 None => return Decision::Deny("no allow rule matches".into()),
                 Some(Preset::Full) => {}
                 Some(Preset::ReadOnly) => {
-                    if let Some(why) = read_only_refuses(method, path, upgrade) {
+                    if let Some(why) = read_only_refuses(method, &route, upgrade) {
                         return Decision::Deny(why);
                     }
                 }
                 Some(Preset::UsernsSafe) => {
-                    if let Some(why) = userns_safe_refuses_route(method, path) {
+                    if let Some(why) = userns_safe_refuses_route(method, &route) {
                         return Decision::Deny(why);
                     }
                 }
             }
         }
-        if self.preset == Some(Preset::UsernsSafe) {
-            if let Some(q) = &target.query {
-                if is(path, &["build"]) {
-                    if path::query_values(q, "networkmode")
-                        .iter()
-                        .any(|v| v.trim().eq_ignore_ascii_case("host"))
-                    {
-                        return Decision::Deny("build with networkmode host".into());
-                    }
-                    if path::query_values(q, "cgroupparent")
-                        .iter()
-                        .any(|v| !v.is_empty())
-                    {
-                        return Decision::Deny("build with cgroupparent".into());
-                    }
+        match self.preset {
+            Some(Preset::UsernsSafe) => {
+                if let Some(why) = userns_safe_refuses_query(&route, target.query.as_deref()) {
+                    return Decision::Deny(why);
+                }
+                if let Some(kind) = inspected_body(&route) {
+                    return Decision::Inspect(kind);
                 }
             }
-            if let Some(kind) = inspected_body(path) {
-                return Decision::Inspect(kind);
+            // A start body (API < 1.24) is a HostConfig: a tenant allowed to
+            // start containers is not thereby allowed to make them
+            // privileged. Checked for every policy but `full`.
+            Some(Preset::ReadOnly) | None => {
+                if route.is(&["containers", "*", "start"]) {
+                    return Decision::Inspect(BodyKind::ContainerStart);
+                }
             }
+            Some(Preset::Full) => {}
         }
         Decision::Allow
     }
@@ -215,85 +236,128 @@ pub enum Decision {
     Deny(String),
 }
 
-/// Whether `path` is exactly these segments (ignoring ASCII case); `*` in
-/// `segs` matches any one segment.
-fn is(path: &str, segs: &[&str]) -> bool {
-    let mut parts = path.split('/').filter(|s| !s.is_empty());
-    for s in segs {
-        match parts.next() {
-            Some(p) if *s == "*" || p.eq_ignore_ascii_case(s) => {}
-            _ => return false,
-        }
-    }
-    parts.next().is_none()
-}
-
-/// The first segment of `path`, if any.
-fn first(path: &str) -> &str {
-    path.split('/').find(|s| !s.is_empty()).unwrap_or("")
-}
-
-/// `read-only`: GET and HEAD only; no upgrades, no websocket attach.
-fn read_only_refuses(method: &str, path: &str, upgrade: bool) -> Option<String> {
+/// `read-only` is monitoring: GET and HEAD on the engine's known routes,
+/// without protocol upgrades (attach), file contents (`archive`, `export`,
+/// image tarballs) or swarm secrets (the unlock key, the join tokens in
+/// `GET /swarm`). An allow rule opens any of these per tenant.
+fn read_only_refuses(method: &str, route: &Route, upgrade: bool) -> Option<String> {
     let m = method.to_ascii_uppercase();
     if m != "GET" && m != "HEAD" {
         return Some("read-only".into());
     }
-    if is(path, &["containers", "*", "attach", "ws"]) {
+    if route.libpod {
+        return Some("read-only: Podman's libpod API is not checked; use its Docker API".into());
+    }
+    if !route.known {
+        return Some("read-only: not a Docker API route sockbroker knows".into());
+    }
+    if route.is(&["containers", "*", "attach", "ws"]) {
         return Some("read-only: attach".into());
     }
     if upgrade {
         return Some("read-only: protocol upgrade".into());
     }
+    for (segs, what) in [
+        (&["containers", "*", "archive"][..], "file contents"),
+        (&["containers", "*", "export"], "file contents"),
+        (&["images", "get"], "image contents"),
+        (&["images", "*", "get"], "image contents"),
+        (&["swarm", "unlockkey"], "swarm unlock key"),
+        (&["swarm"], "swarm join tokens"),
+    ] {
+        if route.is(segs) {
+            return Some(format!("read-only: {what}"));
+        }
+    }
     None
 }
 
-/// `userns-safe` routes refused outright: plugins (they run with the
-/// privileges they ask for, outside the remapping), swarm membership (a
-/// foreign manager could schedule anything) and service specs (not inspected).
-fn userns_safe_refuses_route(method: &str, path: &str) -> Option<String> {
+/// `userns-safe` routes refused outright: routes sockbroker does not know
+/// (Podman's libpod API included: its bodies are not inspected), plugins
+/// (they run with the privileges they ask for, outside the remapping),
+/// swarm membership (a foreign manager could schedule anything) and service
+/// specs (not inspected).
+fn userns_safe_refuses_route(method: &str, route: &Route) -> Option<String> {
+    if !route.known {
+        return Some("userns-safe: not a Docker API route sockbroker knows".into());
+    }
     let m = method.to_ascii_uppercase();
-    if m == "GET" || m == "HEAD" {
+    if m == "GET" || m == "HEAD" || m == "OPTIONS" {
         return None;
     }
-    let top = first(path);
+    let top = route.first();
     if top.eq_ignore_ascii_case("plugins") {
         return Some("userns-safe: plugins run outside the user namespace".into());
     }
     if top.eq_ignore_ascii_case("swarm") {
         return Some("userns-safe: swarm membership".into());
     }
-    if is(path, &["services", "create"]) || is(path, &["services", "*", "update"]) {
+    if route.is(&["services", "create"]) || route.is(&["services", "*", "update"]) {
         return Some("userns-safe: service specs are not inspected".into());
+    }
+    None
+}
+
+/// `userns-safe` query parameters that name host resources: a build on the
+/// host network or in another cgroup, a restore from a host directory.
+fn userns_safe_refuses_query(route: &Route, query: Option<&str>) -> Option<String> {
+    let q = query?;
+    if route.is(&["build"]) {
+        if path::query_values(q, "networkmode")
+            .iter()
+            .any(|v| v.trim().eq_ignore_ascii_case("host"))
+        {
+            return Some("build with networkmode host".into());
+        }
+        if path::query_values(q, "cgroupparent")
+            .iter()
+            .any(|v| !v.is_empty())
+        {
+            return Some("build with cgroupparent".into());
+        }
+    }
+    if route.is(&["containers", "*", "start"])
+        && path::query_values(q, "checkpoint-dir")
+            .iter()
+            .any(|v| !v.is_empty())
+    {
+        return Some("start from a checkpoint-dir (a host directory)".into());
     }
     None
 }
 
 /// The requests whose bodies `userns-safe` reads (whatever the method: a
 /// method the engine does not route here costs one inspection, nothing more).
-fn inspected_body(path: &str) -> Option<BodyKind> {
-    if is(path, &["containers", "create"]) {
+fn inspected_body(route: &Route) -> Option<BodyKind> {
+    if route.is(&["containers", "create"]) {
         Some(BodyKind::ContainerCreate)
-    } else if is(path, &["containers", "*", "update"]) {
+    } else if route.is(&["containers", "*", "update"]) {
         Some(BodyKind::ContainerUpdate)
-    } else if is(path, &["containers", "*", "start"]) {
+    } else if route.is(&["containers", "*", "start"]) {
         Some(BodyKind::ContainerStart)
-    } else if is(path, &["containers", "*", "exec"]) {
+    } else if route.is(&["containers", "*", "exec"]) {
         Some(BodyKind::ExecCreate)
-    } else if is(path, &["volumes", "create"]) {
+    } else if route.is(&["containers", "*", "checkpoints"]) {
+        Some(BodyKind::CheckpointCreate)
+    } else if route.is(&["volumes", "create"]) {
         Some(BodyKind::VolumeCreate)
     } else {
         None
     }
 }
 
-/// Whether a path segment is an API version prefix: `v` followed by digits and
-/// dots, the engine's `/v{version:[0-9.]+}` (`V` too, to fail closed).
+/// Whether a path segment is an API version prefix: Docker's
+/// `/v{version:[0-9.]+}` or Podman's wider `/v{version:[0-9][0-9A-Za-z.-]*}`
+/// (`v4.0.0-dev`): `v` (or `V`, to fail closed), a digit or dot, then
+/// letters, digits, dots and dashes.
 pub(crate) fn path_is_version(seg: &str) -> bool {
-    let mut c = seg.chars();
-    matches!(c.next(), Some('v' | 'V'))
-        && seg.len() > 1
-        && c.all(|c| c.is_ascii_digit() || c == '.')
+    let b = seg.as_bytes();
+    b.len() > 1
+        && matches!(b[0], b'v' | b'V')
+        && (b[1].is_ascii_digit() || b[1] == b'.')
+        && b[2..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'-')
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@
 //!    then be UTF-8 without control characters;
 //! 4. empty segments (`//`) and `.` are dropped, `..` removes the segment before
 //!    it (never above the root), a trailing `/` is dropped;
-//! 5. leading version segments (`v` followed by digits and dots, as the engine's
-//!    router defines them) are removed — repeatedly, so a doubled prefix never
-//!    hides a path from a rule.
+//! 5. leading version segments (`v`, a digit or dot, then letters, digits, dots
+//!    and dashes: Docker's router takes `v[0-9.]+`, Podman's
+//!    `v[0-9][0-9A-Za-z.-]*`) are removed — repeatedly, so a doubled prefix
+//!    never hides a path from a rule.
 //!
 //! Steps 4 and 5 can only make a path match *more* of the built-in checks and
 //! deny rules than the engine would route it to; where the engine would not
@@ -186,12 +187,16 @@ mod tests {
             "/%761.41/containers/create",
             "/V1.41/containers/create",
             "/v./containers/create",
+            // Podman's wider prefix: `v[0-9][0-9A-Za-z.-]*`.
+            "/v4.0.0-dev/containers/create",
+            "/v1a/containers/create",
         ] {
             assert_eq!(p(t), "/containers/create", "{t}");
         }
         // Not a version: kept.
         assert_eq!(p("/v/containers"), "/v/containers");
-        assert_eq!(p("/v1a/containers"), "/v1a/containers");
+        assert_eq!(p("/va1/containers"), "/va1/containers");
+        assert_eq!(p("/v1_a/containers"), "/v1_a/containers");
         assert_eq!(p("/volumes/create"), "/volumes/create");
         assert_eq!(p("/containers/v1.41"), "/containers/v1.41");
         assert_eq!(p("/v1.41"), "/");

@@ -89,8 +89,15 @@ impl Rule {
 
     /// Whether the rule applies to `method` (any case) on the normalized `path`.
     pub fn matches(&self, method: &str, path: &str, case: Case) -> bool {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        self.matches_segments(method, &parts, case)
+    }
+
+    /// Whether the rule applies to `method` on a path given as segments (a
+    /// segment may hold a `/`: an object name folded by [`crate::route`]).
+    pub fn matches_segments<S: AsRef<str>>(&self, method: &str, parts: &[S], case: Case) -> bool {
         (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-            && self.glob.matches(path, case)
+            && self.glob.matches_segments(parts, case)
     }
 
     /// The rule as written.
@@ -206,6 +213,11 @@ impl PathGlob {
     /// segments) time whatever the number of `**`.
     pub fn matches(&self, path: &str, case: Case) -> bool {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        self.matches_segments(&parts, case)
+    }
+
+    /// [`PathGlob::matches`] on a path given as segments.
+    pub fn matches_segments<S: AsRef<str>>(&self, parts: &[S], case: Case) -> bool {
         let pat = &self.segments;
         // reach[j]: the pattern prefix seen so far can match parts[..j].
         let mut reach = vec![false; parts.len() + 1];
@@ -225,10 +237,11 @@ impl PathGlob {
                 }
                 Segment::Literal(lit) => {
                     for j in 0..parts.len() {
+                        let part = parts[j].as_ref();
                         next[j + 1] = reach[j]
                             && match case {
-                                Case::Exact => parts[j] == lit,
-                                Case::Fold => parts[j].eq_ignore_ascii_case(lit),
+                                Case::Exact => part == lit,
+                                Case::Fold => part.eq_ignore_ascii_case(lit),
                             };
                     }
                 }

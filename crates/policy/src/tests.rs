@@ -280,3 +280,214 @@ fn summaries() {
     };
     assert_eq!(p.to_string(), "rules (2 allow)");
 }
+
+/// Container names of any number of segments (link aliases like `web/al`,
+/// `%2F`-encoded too) reach the same engine routes as one-segment names.
+const NAME_SPELLINGS: &[&str] = &["web", "web/al", "web%2Fal", "a/b/c", "x/exec", "json/json"];
+
+#[test]
+fn multi_segment_names_meet_the_same_checks() {
+    let userns = Policy::preset(Preset::UsernsSafe);
+    let deny_exec = Policy {
+        preset: Some(Preset::Full),
+        bind_allow: vec![],
+        allow: vec![],
+        deny: rules(&["POST /containers/*/exec", "* /containers/*/update"]),
+    };
+    let rules_only = Policy {
+        preset: None,
+        bind_allow: vec![],
+        allow: rules(&["POST /containers/*/start", "GET /containers/*/json"]),
+        deny: vec![],
+    };
+    for name in NAME_SPELLINGS {
+        for prefix in ["", "/v1.41", "/v1.23"] {
+            let t = |action: &str| format!("{prefix}/containers/{name}/{action}");
+            assert_eq!(
+                decide(&userns, "POST", &t("exec")),
+                Decision::Inspect(BodyKind::ExecCreate),
+                "{name}"
+            );
+            assert_eq!(
+                decide(&userns, "POST", &t("start")),
+                Decision::Inspect(BodyKind::ContainerStart),
+                "{name}"
+            );
+            assert_eq!(
+                decide(&userns, "POST", &t("update")),
+                Decision::Inspect(BodyKind::ContainerUpdate),
+                "{name}"
+            );
+            assert!(
+                matches!(decide(&deny_exec, "POST", &t("exec")), Decision::Deny(_)),
+                "{name}"
+            );
+            assert!(
+                matches!(decide(&deny_exec, "post", &t("UPDATE")), Decision::Deny(_)),
+                "{name}"
+            );
+            assert!(allowed(&deny_exec, "POST", &t("start")), "{name}");
+            // An allow rule with `*` admits any name, the start body is checked.
+            assert_eq!(
+                decide(&rules_only, "POST", &t("start")),
+                Decision::Inspect(BodyKind::ContainerStart),
+                "{name}"
+            );
+            assert_eq!(decide(&rules_only, "GET", &t("json")), Decision::Allow);
+            assert!(!allowed(&rules_only, "POST", &t("exec")), "{name}");
+        }
+    }
+    // A literal allow rule names one container, not what lies below it.
+    let p = Policy {
+        preset: None,
+        bind_allow: vec![],
+        allow: rules(&["POST /containers/web/**"]),
+        deny: vec![],
+    };
+    assert!(allowed(&p, "POST", "/containers/web/restart"));
+    assert!(!allowed(&p, "POST", "/containers/web/al/exec"));
+    assert!(!allowed(&p, "POST", "/containers/web%2Fal/restart"));
+    // A read-only tenant cannot reach archive/export through a longer name.
+    let ro = Policy::preset(Preset::ReadOnly);
+    for name in NAME_SPELLINGS {
+        for action in ["archive", "export", "attach/ws"] {
+            let t = format!("/containers/{name}/{action}");
+            assert!(matches!(decide(&ro, "GET", &t), Decision::Deny(_)), "{t}");
+        }
+        assert!(matches!(
+            decide(&ro, "GET", &format!("/images/{name}/get")),
+            Decision::Deny(_)
+        ));
+        assert_eq!(
+            decide(&ro, "GET", &format!("/containers/{name}/json")),
+            Decision::Allow
+        );
+    }
+}
+
+#[test]
+fn read_only_is_monitoring() {
+    let p = Policy::preset(Preset::ReadOnly);
+    for (m, t) in [
+        ("GET", "/containers/abc/archive?path=/etc/shadow"),
+        ("HEAD", "/containers/abc/archive?path=/"),
+        ("GET", "/v1.41/containers/abc/export"),
+        ("GET", "/images/get?names=busybox"),
+        ("GET", "/images/busybox/get"),
+        ("GET", "/images/library/busybox:latest/get"),
+        ("GET", "/swarm/unlockkey"),
+        ("GET", "/swarm"),
+        ("GET", "/debug/pprof/heap"),
+        ("GET", "/libpod/containers/json"),
+        ("GET", "/v4.0.0/libpod/containers/abc/archive"),
+        ("GET", "/libpod/secrets/s/json?showsecret=true"),
+        ("GET", "/containers/json/extra"),
+    ] {
+        assert!(
+            matches!(decide(&p, m, t), Decision::Deny(_)),
+            "{m} {t} allowed"
+        );
+    }
+    // What monitoring needs: ps, inspect, logs, events, stats, top, info, df.
+    for (m, t) in [
+        ("GET", "/_ping"),
+        ("HEAD", "/_ping"),
+        ("GET", "/v1.41/containers/json?all=1"),
+        ("GET", "/containers/abc/json"),
+        ("GET", "/containers/abc/logs?stdout=1"),
+        ("GET", "/containers/abc/stats?stream=0"),
+        ("GET", "/containers/abc/top"),
+        ("GET", "/events"),
+        ("GET", "/info"),
+        ("GET", "/version"),
+        ("GET", "/system/df"),
+        ("GET", "/images/json"),
+        ("GET", "/images/busybox/json"),
+        ("GET", "/volumes"),
+        ("GET", "/networks/none"),
+    ] {
+        assert_eq!(decide(&p, m, t), Decision::Allow, "{m} {t}");
+    }
+    // The operator's opt-in: an allow rule.
+    let p = Policy {
+        preset: Some(Preset::ReadOnly),
+        bind_allow: vec![],
+        allow: rules(&["GET,HEAD /containers/*/archive"]),
+        deny: vec![],
+    };
+    assert!(allowed(&p, "GET", "/containers/a/b/archive"));
+    assert!(allowed(&p, "HEAD", "/containers/abc/archive"));
+    assert!(!allowed(&p, "GET", "/containers/abc/export"));
+}
+
+#[test]
+fn podman_and_unknown_routes() {
+    let userns = Policy::preset(Preset::UsernsSafe);
+    for (m, t) in [
+        ("POST", "/libpod/containers/create"),
+        ("POST", "/v4.0.0/libpod/containers/create"),
+        ("POST", "/v5.2.1/libpod/pods/create"),
+        ("POST", "/libpod/play/kube"),
+        ("POST", "/v4.0.0/libpod/kube/play"),
+        ("POST", "/libpod/containers/abc/exec"),
+        ("GET", "/libpod/containers/json"),
+        ("POST", "/Libpod/containers/create"),
+        ("POST", "/v4.0.0-dev/libpod/containers/create"),
+        ("POST", "/debug/pprof/profile"),
+        ("POST", "/containers/abc/nosuchaction"),
+        ("PATCH", "/containers/abc/update"),
+    ] {
+        assert!(
+            matches!(decide(&userns, m, t), Decision::Deny(_)),
+            "{m} {t} allowed"
+        );
+    }
+    // Even an allow rule does not open libpod under userns-safe (its bodies
+    // are never inspected); it does open an unknown Docker route.
+    let p = Policy {
+        preset: Some(Preset::UsernsSafe),
+        bind_allow: vec![],
+        allow: rules(&["* /**"]),
+        deny: vec![],
+    };
+    assert!(!allowed(&p, "POST", "/libpod/containers/create"));
+    assert!(allowed(&p, "POST", "/some/new/route"));
+    // Deny rules also match the libpod twin of a Docker route.
+    let p = Policy {
+        preset: Some(Preset::Full),
+        bind_allow: vec![],
+        allow: vec![],
+        deny: rules(&["POST /containers/*/exec"]),
+    };
+    assert!(!allowed(&p, "POST", "/v4.0.0/libpod/containers/abc/exec"));
+    // Podman also routes its Docker API under a wider version prefix.
+    assert!(!allowed(&p, "POST", "/v4.0.0-dev/containers/abc/exec"));
+    assert!(!allowed(
+        &p,
+        "POST",
+        "/v5.1.0-rc1/libpod/containers/a/b/exec"
+    ));
+    assert!(allowed(&p, "POST", "/v4.0.0/libpod/containers/abc/start"));
+    // OPTIONS is answered by the engine on any path.
+    assert_eq!(decide(&userns, "OPTIONS", "/anything"), Decision::Allow);
+}
+
+#[test]
+fn checkpoints_under_userns_safe() {
+    let p = Policy::preset(Preset::UsernsSafe);
+    assert_eq!(
+        decide(&p, "POST", "/containers/a/b/checkpoints"),
+        Decision::Inspect(BodyKind::CheckpointCreate)
+    );
+    for t in [
+        "/containers/abc/start?checkpoint=c1&checkpoint-dir=/etc",
+        "/v1.41/containers/a/b/start?checkpoint-dir=%2Froot",
+        "/containers/abc/start?Checkpoint-Dir=/x",
+    ] {
+        assert!(matches!(decide(&p, "POST", t), Decision::Deny(_)), "{t}");
+    }
+    assert_eq!(
+        decide(&p, "POST", "/containers/abc/start?checkpoint=c1"),
+        Decision::Inspect(BodyKind::ContainerStart)
+    );
+}

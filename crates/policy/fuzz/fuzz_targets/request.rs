@@ -29,6 +29,18 @@ fn policies() -> Vec<Policy> {
             allow: rules(&["GET,HEAD /**", "POST /containers/*/restart"]),
             deny: rules(&["GET /secrets/**"]),
         },
+        Policy {
+            preset: Some(Preset::Full),
+            bind_allow: vec![],
+            allow: vec![],
+            deny: rules(&["POST /containers/*/exec"]),
+        },
+        Policy {
+            preset: None,
+            bind_allow: vec![],
+            allow: rules(&["POST /containers/*/start"]),
+            deny: vec![],
+        },
     ]
 }
 
@@ -75,8 +87,41 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!head.upgrade);
                 }
             }
-            if p.preset == Some(Preset::Full) && target.path.eq_ignore_ascii_case("/containers/create")
+            if p.deny.iter().any(|r| r.as_str() == "* /containers/create")
+                && target.path.eq_ignore_ascii_case("/containers/create")
             {
+                assert!(matches!(d, Decision::Deny(_)));
+            }
+            // Whatever the spelling of the container name: an exec is never
+            // let through a deny rule, nor through userns-safe unchecked;
+            // read-only never hands out file contents; a start outside
+            // `full` always has its body checked.
+            let route = policy::route::resolve(&head.method, &target.path);
+            let m = head.method.to_ascii_uppercase();
+            if m == "POST" && route.is(&["containers", "*", "exec"]) {
+                if p.deny.iter().any(|r| r.as_str() == "POST /containers/*/exec") {
+                    assert!(matches!(d, Decision::Deny(_)), "exec passed a deny rule");
+                }
+                if p.preset == Some(Preset::UsernsSafe) {
+                    assert!(!matches!(d, Decision::Allow), "exec not inspected");
+                }
+            }
+            if p.preset != Some(Preset::Full) && route.is(&["containers", "*", "start"]) {
+                assert!(!matches!(d, Decision::Allow), "start without body check");
+            }
+            if p.preset == Some(Preset::ReadOnly) && matches!(d, Decision::Allow) {
+                for segs in [
+                    &["containers", "*", "archive"][..],
+                    &["containers", "*", "export"],
+                    &["images", "*", "get"],
+                    &["images", "get"],
+                    &["swarm", "unlockkey"],
+                ] {
+                    assert!(!route.is(segs), "read-only allowed {}", target.path);
+                }
+                assert!(route.known && !route.libpod);
+            }
+            if p.preset == Some(Preset::UsernsSafe) && route.libpod {
                 assert!(matches!(d, Decision::Deny(_)));
             }
             if let Decision::Inspect(kind) = d {
@@ -126,6 +171,7 @@ fuzz_target!(|data: &[u8]| {
         BodyKind::ContainerCreate,
         BodyKind::ContainerUpdate,
         BodyKind::ContainerStart,
+        BodyKind::CheckpointCreate,
         BodyKind::ExecCreate,
         BodyKind::VolumeCreate,
     ] {
