@@ -32,6 +32,7 @@ pub mod http1;
 pub mod inspect;
 pub mod path;
 pub mod rules;
+pub mod scope;
 
 use std::fmt;
 use std::path::PathBuf;
