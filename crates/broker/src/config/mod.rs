@@ -180,6 +180,9 @@ pub enum AccessPolicy {
     /// `access: read-only`, `access: userns-safe` or a rules mapping
     /// `{preset: .., bind_allow: [..], allow: [..], deny: [..]}`.
     Policy(crate::policy::Policy),
+    /// A rules mapping with `scope: own`: the policy, and the tenant sees only
+    /// its own labelled objects on the engine (docs/security.md).
+    Scoped(crate::policy::Policy),
 }
 
 impl AccessPolicy {
@@ -188,10 +191,12 @@ impl AccessPolicy {
     pub fn name(&self) -> &'static str {
         match self {
             AccessPolicy::Full => "full",
-            AccessPolicy::Policy(p) if p.allow.is_empty() && p.deny.is_empty() => {
+            AccessPolicy::Policy(p) | AccessPolicy::Scoped(p)
+                if p.allow.is_empty() && p.deny.is_empty() =>
+            {
                 p.preset.map_or("rules", |p| p.name())
             }
-            AccessPolicy::Policy(_) => "rules",
+            AccessPolicy::Policy(_) | AccessPolicy::Scoped(_) => "rules",
         }
     }
 
@@ -199,7 +204,15 @@ impl AccessPolicy {
     pub fn policy(&self) -> Option<&crate::policy::Policy> {
         match self {
             AccessPolicy::Full => None,
-            AccessPolicy::Policy(p) => Some(p),
+            AccessPolicy::Policy(p) | AccessPolicy::Scoped(p) => Some(p),
+        }
+    }
+
+    /// Whose objects the tenant sees (`scope:`; `engine` unless `own`).
+    pub fn scope(&self) -> crate::policy::scope::Scope {
+        match self {
+            AccessPolicy::Scoped(_) => crate::policy::scope::Scope::Own,
+            _ => crate::policy::scope::Scope::Engine,
         }
     }
 }
@@ -211,6 +224,7 @@ impl fmt::Display for AccessPolicy {
         match self {
             AccessPolicy::Full => f.write_str("full"),
             AccessPolicy::Policy(p) => write!(f, "{p}"),
+            AccessPolicy::Scoped(p) => write!(f, "{p}, scope own"),
         }
     }
 }

@@ -174,6 +174,9 @@ pub(crate) struct RawAccessRules {
     /// `deny:`.
     #[serde(default, deserialize_with = "present")]
     pub deny: Option<Value>,
+    /// `scope:` (engine, own).
+    #[serde(default, deserialize_with = "present")]
+    pub scope: Option<Value>,
 }
 
 /// `tenants:` in file order; a tenant without settings (`name:` alone) is `None`.

@@ -475,6 +475,7 @@ pub(crate) fn parse_access(v: &Value) -> Result<AccessPolicy, Vec<AccessError>> 
 }
 
 fn parse_access_map(raw: &super::raw::RawAccessRules) -> Result<AccessPolicy, Vec<AccessError>> {
+    use crate::policy::scope::Scope;
     use crate::policy::{Policy, Preset, Rule};
     let mut errors = Vec::new();
     let preset = match &raw.preset {
@@ -564,15 +565,46 @@ fn parse_access_map(raw: &super::raw::RawAccessRules) -> Result<AccessPolicy, Ve
              or a preset for what no rule matches (e.g. preset: full to allow everything but the deny rules)",
         ));
     }
+    let scope = parse_scope(raw.scope.as_ref(), &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(AccessPolicy::Policy(Policy {
+    let policy = Policy {
         preset,
         bind_allow,
         allow,
         deny,
-    }))
+    };
+    Ok(match scope {
+        Scope::Engine => AccessPolicy::Policy(policy),
+        Scope::Own => AccessPolicy::Scoped(policy),
+    })
+}
+
+/// `access.scope`: `engine` (the default) or `own`.
+fn parse_scope(v: Option<&Value>, errors: &mut Vec<AccessError>) -> crate::policy::scope::Scope {
+    use crate::policy::scope::Scope;
+    const HINT: &str = "write engine (every object on the engine, the default) or own \
+                        (only the objects this tenant created, labelled io.sockbroker.tenant)";
+    match v {
+        None => Scope::Engine,
+        Some(Value::String(s)) => Scope::from_name(s.trim()).unwrap_or_else(|| {
+            errors.push(AccessError::at(
+                Some("scope"),
+                None,
+                format!("unknown scope {s:?}; {HINT}"),
+            ));
+            Scope::Engine
+        }),
+        Some(other) => {
+            errors.push(AccessError::at(
+                Some("scope"),
+                None,
+                format!("{} is not a scope; {HINT}", describe(other)),
+            ));
+            Scope::Engine
+        }
+    }
 }
 
 /// The items of an optional list under `access`; `null` is an empty list.
@@ -932,6 +964,25 @@ mod tests {
         assert_eq!(p.to_string(), "full + rules (1 deny)");
         assert!(parse_access(&yaml("{preset: read-only}")).is_ok());
 
+        use crate::policy::scope::Scope;
+        let p = parse_access(&yaml("{preset: userns-safe, scope: own}")).unwrap();
+        assert_eq!(p, AccessPolicy::Scoped(Policy::preset(Preset::UsernsSafe)));
+        assert_eq!((p.scope(), p.name()), (Scope::Own, "userns-safe"));
+        let p = parse_access(&yaml("{preset: read-only, scope: engine}")).unwrap();
+        assert_eq!(p, AccessPolicy::Policy(Policy::preset(Preset::ReadOnly)));
+        assert_eq!(p.scope(), Scope::Engine);
+        assert_eq!(AccessPolicy::Full.scope(), Scope::Engine);
+        let e = access_errors(&yaml("{preset: full, scope: mine}"));
+        assert_eq!(e[0].0, Some("scope"));
+        assert!(
+            e[0].2.contains("unknown scope \"mine\"; write engine"),
+            "{e:?}"
+        );
+        let e = access_errors(&yaml("{preset: full, scope: [own]}"));
+        assert!(e[0].2.contains("is not a scope"), "{e:?}");
+        let e = access_errors(&yaml("{scope: own}"));
+        assert!(e[0].2.contains("admit nothing"), "{e:?}");
+
         let e = access_errors(&s("rules"));
         assert!(e[0].2.contains("write rules as a mapping"), "{e:?}");
         let e = access_errors(&s("readonly"));
@@ -942,7 +993,7 @@ mod tests {
         let e = access_errors(&yaml("{allow: [], denny: []}"));
         assert!(
             e[0].2
-                .contains("unknown denny; valid preset,bind_allow,allow,deny"),
+                .contains("unknown denny; valid preset,bind_allow,allow,deny,scope"),
             "{e:?}"
         );
         let e = access_errors(&yaml("{allow: ['GET /x', 'GOT /y', 7], deny: ['GET x']}"));
