@@ -410,6 +410,11 @@ fn post(path: &str, body: &str) -> String {
 
 // ------------------------------------------------------------------ the scene
 
+/// The `sockbroker_requests_total` series of `tenant` with `verdict` and `reason`.
+fn requests(tenant: &str, verdict: &str, reason: &str) -> String {
+    format!("sockbroker_requests_total{{reason=\"{reason}\",tenant=\"{tenant}\",verdict=\"{verdict}\"}}")
+}
+
 struct Fixture {
     b: Broker,
     addr: String,
@@ -477,10 +482,10 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
     let f = Fixture::start(&[("ro", "access: read-only"), ("plain", "")]);
     // A policy tenant's request counters exist from 0 before any request; a
     // tenant without a policy has none.
-    for verdict in ["allowed", "denied"] {
-        let series = format!("sockbroker_requests_total{{tenant=\"ro\",verdict=\"{verdict}\"}}");
+    for (verdict, reason) in [("allowed", ""), ("denied", "policy"), ("denied", "timeout")] {
+        let series = requests("ro", verdict, reason);
         assert_eq!(f.metric(&series), Some(0.0), "{series}");
-        let series = format!("sockbroker_requests_total{{tenant=\"plain\",verdict=\"{verdict}\"}}");
+        let series = requests("plain", verdict, reason);
         assert_eq!(f.metric(&series), None, "{series}");
     }
     let mut c = f.client("ro");
@@ -521,14 +526,8 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
             "GET /_ping"
         ]
     );
-    f.wait_metric(
-        "sockbroker_requests_total{tenant=\"ro\",verdict=\"allowed\"}",
-        5.0,
-    );
-    f.wait_metric(
-        "sockbroker_requests_total{tenant=\"ro\",verdict=\"denied\"}",
-        3.0,
-    );
+    f.wait_metric(&requests("ro", "allowed", ""), 5.0);
+    f.wait_metric(&requests("ro", "denied", "policy"), 3.0);
     // One audit line per request, with the peer and the verdict.
     f.b.wait_log_n("\"verdict\":\"denied\"", 3);
     let logs = f.b.logs();
@@ -738,10 +737,7 @@ fn oversized_inspected_body_is_413() {
     assert_eq!(c.response(false).status, 413);
     writer.join().unwrap();
     assert!(f.engine.seen().is_empty(), "{:?}", f.engine.targets());
-    f.wait_metric(
-        "sockbroker_requests_total{tenant=\"ci\",verdict=\"denied\"}",
-        2.0,
-    );
+    f.wait_metric(&requests("ci", "denied", "too_large"), 2.0);
 }
 
 #[test]
@@ -1005,10 +1001,7 @@ fn requests_with_unreadable_bodies_are_audited_and_counted() {
     ));
     assert_eq!(r.status, 400);
     for tenant in ["ro", "safe"] {
-        f.wait_metric(
-            &format!("sockbroker_requests_total{{tenant=\"{tenant}\",verdict=\"denied\"}}"),
-            1.0,
-        );
+        f.wait_metric(&requests(tenant, "denied", "bad_request"), 1.0);
     }
     f.b.wait_log_n("request body not read to its end", 2);
     assert!(f.engine.targets().is_empty(), "{:?}", f.engine.targets());

@@ -19,9 +19,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MetricsListen;
-use crate::listener::TenantState;
 use crate::metrics::Metrics;
 use crate::supervisor::Registry;
+use crate::tenant::TenantState;
 
 /// Concurrent HTTP connections served at most; more wait for a slot.
 const MAX_CONNECTIONS: usize = 64;
@@ -101,7 +101,7 @@ pub fn tenant_statuses(registry: &Registry) -> Vec<TenantStatus> {
                 TenantState::Down(r) => ("down".to_string(), Some(r)),
             };
             TenantStatus {
-                name: t.name.clone(),
+                name: t.name().to_string(),
                 listen: spec.listen.display().to_string(),
                 uid: spec.uid,
                 gid: spec.gid,
@@ -110,7 +110,7 @@ pub fn tenant_statuses(registry: &Registry) -> Vec<TenantStatus> {
                 upstream: spec.upstream.display().to_string(),
                 state,
                 reason,
-                active_connections: t.active.load(std::sync::atomic::Ordering::Relaxed),
+                active_connections: t.active_connections(),
             }
         })
         .collect();

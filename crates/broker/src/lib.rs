@@ -3,7 +3,8 @@
 //! The data path, one module per arrow:
 //! config file → [`config`] (parse + validate) → [`plan`] (pure diff of running vs
 //! desired) → [`supervisor`] (apply the plan) → [`listener`] (accept, peer checks,
-//! limits) → `sockbroker_relay` (bytes) → upstream. [`socket`] creates the tenant
+//! limits; [`tenant`] is what its connections share) → `sockbroker_relay` (bytes)
+//! → upstream (connected through [`upstream`]). [`socket`] creates the tenant
 //! sockets safely (asking [`sockdiag`] whether a leftover it may not connect to
 //! is stale), [`daemon`] drives reloads and shutdown and tells the service
 //! manager through [`notify`], [`watch`] notices file edits, [`metrics`] and
@@ -27,4 +28,6 @@ pub mod sockdiag;
 pub mod socket;
 pub mod status;
 pub mod supervisor;
+pub mod tenant;
+pub mod upstream;
 pub mod watch;

@@ -3,86 +3,17 @@
 //! upstream connect → relay → one log line).
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sockbroker_relay::{relay, RelayOptions};
+use sockbroker_relay::{relay, Outcome, RelayOptions};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::TenantSpec;
-use crate::metrics::{Reject, TenantMetrics};
+use crate::metrics::Reject;
 use crate::socket::SocketFile;
-
-/// Whether a tenant's socket is listening, and if not, why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TenantState {
-    /// Listening on its socket.
-    Up,
-    /// Not listening; the reason says what to fix. Retried periodically.
-    Down(String),
-}
-
-/// What a tenant's listeners and connections share. Lives as long as the tenant
-/// is configured (across moves and setting changes) plus its final drain.
-pub struct TenantShared {
-    /// The tenant's name (metric label, log field).
-    pub name: String,
-    /// Current spec; each new connection reads it once, so a reload's new
-    /// upstream/allow/limits apply to new connections while open ones keep theirs.
-    pub settings: watch::Sender<Arc<TenantSpec>>,
-    /// Connections open right now, across all of this tenant's listeners; the
-    /// `max_connections` check compares against it.
-    pub active: AtomicUsize,
-    /// Metric handles, resolved once.
-    pub metrics: TenantMetrics,
-    /// Up or down with a reason, for `/readyz` and `/tenants`.
-    pub state: Mutex<TenantState>,
-}
-
-impl TenantShared {
-    /// A tenant with `spec` as its settings, initially down ("not set up yet").
-    pub fn new(spec: Arc<TenantSpec>, metrics: TenantMetrics) -> Arc<Self> {
-        metrics.set_up(false);
-        if spec.access.policy().is_some() {
-            metrics.policy_mode();
-        }
-        Arc::new(TenantShared {
-            name: spec.name.clone(),
-            settings: watch::Sender::new(spec),
-            active: AtomicUsize::new(0),
-            metrics,
-            state: Mutex::new(TenantState::Down("not set up yet".into())),
-        })
-    }
-
-    /// New settings: connections accepted from now on use them.
-    pub fn update(&self, spec: Arc<TenantSpec>) {
-        if spec.access.policy().is_some() {
-            self.metrics.policy_mode();
-        }
-        self.settings.send_replace(spec);
-    }
-
-    /// The settings new connections get.
-    pub fn spec(&self) -> Arc<TenantSpec> {
-        self.settings.borrow().clone()
-    }
-
-    /// Record up/down (state, gauge and, when down, a log line).
-    pub fn set_state(&self, state: TenantState) {
-        self.metrics.set_up(matches!(state, TenantState::Up));
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
-    }
-
-    /// Current up/down state.
-    pub fn state(&self) -> TenantState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
+use crate::tenant::{Peer, TenantShared};
 
 /// One bound socket with its accept loop and the connections it accepted.
 /// Retiring it (removal, move, shutdown) stops accepting, unlinks the socket
@@ -178,7 +109,7 @@ async fn accept_loop(
                 conns.spawn(serve(tenant.clone(), stream, kill.clone()));
             }
             Err(e) if is_resource_exhaustion(&e) => {
-                tracing::warn!(tenant = %tenant.name, error = %e, backoff_ms = backoff.as_millis() as u64,
+                tracing::warn!(tenant = %tenant.name(), error = %e, backoff_ms = backoff.as_millis() as u64,
                     "accept failed: out of resources; backing off");
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -188,56 +119,8 @@ async fn accept_loop(
             }
             Err(e) => {
                 // ECONNABORTED and friends concern one connection, not the listener.
-                tracing::debug!(tenant = %tenant.name, error = %e, "accept failed");
+                tracing::debug!(tenant = %tenant.name(), error = %e, "accept failed");
             }
-        }
-    }
-}
-
-/// Decrements the tenant's active count however the connection ends.
-struct ActiveGuard<'a>(&'a TenantShared);
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-        self.0.metrics.closed();
-    }
-}
-
-/// Connect to the upstream socket, waiting up to `timeout` while its backlog
-/// is full.
-///
-/// A Unix-socket `connect(2)` on a non-blocking socket completes or fails at
-/// once — there is no "in progress" to wait for as with TCP (tokio's
-/// `UnixStream::connect` would only add an event-loop turn and a
-/// `getsockopt(SO_ERROR)`, docs/performance.md). When the upstream's backlog
-/// is full it fails with `EAGAIN`; then we try again with a short backoff
-/// until `timeout` (the tenant's `connect_timeout`), so a burst on the engine
-/// waits like socat's `connect-timeout` instead of failing. Returns
-/// `ErrorKind::TimedOut` when the time is up.
-pub(crate) async fn connect_upstream(
-    path: &std::path::Path,
-    timeout: Duration,
-) -> io::Result<UnixStream> {
-    let attempt = || -> io::Result<UnixStream> {
-        let fd = crate::socket::connect_nonblocking(path)?;
-        UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
-    };
-    let deadline = Instant::now() + timeout;
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        match attempt() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("the upstream's backlog stayed full for {timeout:?}"),
-                    ));
-                }
-                tokio::time::sleep(backoff.min(deadline - now)).await;
-                backoff = (backoff * 2).min(Duration::from_millis(50));
-            }
-            r => return r,
         }
     }
 }
@@ -245,61 +128,44 @@ pub(crate) async fn connect_upstream(
 async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: CancellationToken) {
     let started = Instant::now();
     let spec = tenant.spec();
-    let m = &tenant.metrics;
+    let m = tenant.metrics();
     m.accepted();
-    let (pid, uid, gid) = match client.peer_cred() {
-        Ok(c) => (c.pid().unwrap_or(0), c.uid(), c.gid()),
+    let peer = match client.peer_cred() {
+        Ok(c) => Peer {
+            pid: c.pid().unwrap_or(0),
+            uid: c.uid(),
+            gid: c.gid(),
+        },
         Err(e) => {
-            tracing::warn!(tenant = %tenant.name, error = %e, "cannot read peer credentials; closing");
+            tracing::warn!(tenant = %tenant.name(), error = %e, "cannot read peer credentials; closing");
             m.rejected(Reject::PeerNotAllowed);
             return;
         }
     };
+    let Peer { pid, uid, gid } = peer;
     if let Some(allow) = &spec.allow {
         if !allow.permits(uid, gid) {
             m.rejected(Reject::PeerNotAllowed);
-            tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "peer_not_allowed",
+            tracing::warn!(tenant = %tenant.name(), pid, uid, gid, reason = "peer_not_allowed",
                 "connection refused: peer uid/gid not in the tenant's allow list");
             return;
         }
     }
-    let n = tenant.active.fetch_add(1, Ordering::Relaxed) + 1;
-    m.opened();
-    let _guard = ActiveGuard(&tenant);
-    if n > spec.max_connections {
+    let Some(_guard) = tenant.open(spec.max_connections) else {
         m.rejected(Reject::Limit);
-        tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "limit", max_connections = spec.max_connections,
+        tracing::warn!(tenant = %tenant.name(), pid, uid, gid, reason = "limit", max_connections = spec.max_connections,
             "connection refused: max_connections reached");
         return;
-    }
-    if let Some(policy) = spec.access.policy() {
-        let peer = crate::policy_relay::Peer { pid, uid, gid };
-        crate::policy_relay::serve(&tenant, &spec, policy, client, peer, kill, started).await;
+    };
+    if spec.access.policy().is_some() {
+        crate::policy_relay::serve(&tenant, client, peer, kill, started).await;
         return;
     }
-    let connect_started = Instant::now();
     let upstream = tokio::select! {
         _ = kill.cancelled() => return,
-        r = connect_upstream(&spec.upstream, spec.connect_timeout) => r,
+        r = crate::upstream::connect(&tenant, &spec, peer) => r,
     };
-    let upstream = match upstream {
-        Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            m.rejected(Reject::UpstreamUnavailable);
-            tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "upstream_unavailable",
-                upstream = %spec.upstream.display(), timeout = ?spec.connect_timeout,
-                "connection closed: upstream connect timed out");
-            return;
-        }
-        Err(e) => {
-            m.rejected(Reject::UpstreamUnavailable);
-            tracing::warn!(tenant = %tenant.name, pid, uid, gid, reason = "upstream_unavailable",
-                upstream = %spec.upstream.display(), error = %e,
-                "connection closed: upstream unavailable");
-            return;
-        }
-    };
-    m.upstream_connected(connect_started.elapsed());
+    let Ok(upstream) = upstream else { return };
     let opts = RelayOptions {
         idle_timeout: spec.idle_timeout,
         cancel: kill,
@@ -308,12 +174,16 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
     let outcome = relay(client, upstream, &opts, &**m).await;
     let lived = started.elapsed();
     m.connection_ended(lived);
-    let secs = lived.as_secs_f64();
+    log_closed(&tenant, peer, lived, &outcome);
+}
+
+/// The one log line of a byte-relay connection.
+fn log_closed(tenant: &TenantShared, peer: Peer, lived: Duration, outcome: &Outcome) {
     tracing::info!(
-        tenant = %tenant.name, pid, uid, gid,
+        tenant = %tenant.name(), pid = peer.pid, uid = peer.uid, gid = peer.gid,
         bytes_upstream = outcome.bytes_upstream,
         bytes_downstream = outcome.bytes_downstream,
-        duration_s = secs,
+        duration_s = lived.as_secs_f64(),
         end = outcome.end.as_str(),
         "connection closed: {}", outcome.end
     );

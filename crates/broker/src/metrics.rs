@@ -36,6 +36,54 @@ pub enum Reject {
 /// Connection rejection reasons (the `reason` label), indexed by [`Reject`].
 pub const REJECT_REASONS: [&str; 3] = ["peer_not_allowed", "limit", "upstream_unavailable"];
 
+/// How the broker settled one policy-mode request: the `verdict` and `reason`
+/// labels of `sockbroker_requests_total` (docs/metrics.md). A request is
+/// counted once: when it is forwarded, or when the broker answers it itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Allowed and forwarded to the upstream (`reason=""`).
+    Forwarded = 0,
+    /// Allowed, but the upstream could not be reached (`502`).
+    UpstreamUnavailable = 1,
+    /// Refused by the access policy, a rule or a body check (`403`).
+    Policy = 2,
+    /// Names an object the tenant does not own (`404`, `scope: own`).
+    NotOwned = 3,
+    /// A request the broker cannot check: malformed head, target or body
+    /// framing, HTTP/2 (`400`, `431`, `501`).
+    BadRequest = 4,
+    /// A body too large to inspect (`413`).
+    TooLarge = 5,
+    /// Head or body did not arrive within `request_timeout` (`408`).
+    Timeout = 6,
+    /// Over `max_connections` (`429`).
+    Limit = 7,
+}
+
+/// `(verdict, reason)` label values of `sockbroker_requests_total`, indexed by
+/// [`RequestOutcome`]: a fixed set, so the series stay bounded.
+pub const REQUEST_OUTCOMES: [(&str, &str); 8] = [
+    ("allowed", ""),
+    ("allowed", "upstream_unavailable"),
+    ("denied", "policy"),
+    ("denied", "not_owned"),
+    ("denied", "bad_request"),
+    ("denied", "too_large"),
+    ("denied", "timeout"),
+    ("denied", "limit"),
+];
+
+impl RequestOutcome {
+    /// The `verdict` label value (`allowed` / `denied`), also the audit line's.
+    pub fn verdict(self) -> &'static str {
+        REQUEST_OUTCOMES[self as usize].0
+    }
+    /// The `reason` label value (`""` for a forwarded request).
+    pub fn reason(self) -> &'static str {
+        REQUEST_OUTCOMES[self as usize].1
+    }
+}
+
 /// Upper bounds (seconds) of `sockbroker_connection_duration_seconds`.
 const DURATION_BOUNDS: [f64; 12] = [
     0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 86400.0,
@@ -123,10 +171,8 @@ pub struct TenantCounters {
     /// it have `sockbroker_requests_total` series (from 0, so rates and alerts
     /// work before the first request).
     policy_seen: AtomicBool,
-    /// Policy-mode requests allowed.
-    requests_allowed: AtomicU64,
-    /// Policy-mode requests denied.
-    requests_denied: AtomicU64,
+    /// Policy-mode requests, indexed by [`RequestOutcome`].
+    requests: [AtomicU64; 8],
 }
 
 /// A tenant's shared metric handle.
@@ -145,8 +191,7 @@ impl TenantCounters {
             duration: AtomicHistogram::new(&DURATION_BOUNDS),
             connect: AtomicHistogram::new(&CONNECT_BOUNDS),
             policy_seen: AtomicBool::new(false),
-            requests_allowed: AtomicU64::new(0),
-            requests_denied: AtomicU64::new(0),
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -180,14 +225,9 @@ impl TenantCounters {
         self.policy_seen.store(true, Relaxed);
     }
 
-    /// One policy-mode request and its verdict.
-    pub fn request(&self, allowed: bool) {
-        let c = if allowed {
-            &self.requests_allowed
-        } else {
-            &self.requests_denied
-        };
-        c.fetch_add(1, Relaxed);
+    /// One policy-mode request and how it was settled.
+    pub fn request(&self, outcome: RequestOutcome) {
+        self.requests[outcome as usize].fetch_add(1, Relaxed);
     }
 
     /// A connection passed the peer check and counts as active.
@@ -293,7 +333,7 @@ impl Family {
             ),
             Family::Requests => (
                 "sockbroker_requests_total",
-                "HTTP requests seen in access-policy mode, by verdict.",
+                "HTTP requests seen in access-policy mode, by verdict and reason.",
                 COUNTER,
                 Some("verdict"),
             ),
@@ -369,13 +409,18 @@ impl TenantCollector {
             // Only tenants configured with an access policy have these series.
             Family::Requests if !t.policy_seen.load(Relaxed) => return,
             Family::Requests => {
-                return counters(
-                    "verdict",
-                    &[
-                        ("allowed", &t.requests_allowed),
-                        ("denied", &t.requests_denied),
-                    ],
-                )
+                for ((verdict, reason), c) in REQUEST_OUTCOMES.iter().zip(&t.requests) {
+                    let mut labels = vec![
+                        label("reason", reason),
+                        label("tenant", n),
+                        label("verdict", verdict),
+                    ];
+                    labels.sort_by(|a, b| a.name().cmp(b.name()));
+                    let mut m = proto::Metric::from_label(labels);
+                    m.set_counter(counter(c.load(Relaxed)));
+                    out.push(m);
+                }
+                return;
             }
         }
         out.push(m);
@@ -584,13 +629,24 @@ mod tests {
         // No requests series until the tenant has an access policy.
         assert!(!text.contains("sockbroker_requests_total"), "{text}");
         t.policy_mode();
-        t.request(false);
+        t.request(RequestOutcome::Policy);
+        t.request(RequestOutcome::Timeout);
+        t.request(RequestOutcome::Timeout);
         let text = m.render();
-        assert!(
-            text.contains("sockbroker_requests_total{tenant=\"ci\",verdict=\"denied\"} 1"),
+        let series = |reason: &str, verdict: &str, n: u64| {
+            format!("sockbroker_requests_total{{reason=\"{reason}\",tenant=\"ci\",verdict=\"{verdict}\"}} {n}\n")
+        };
+        assert!(text.contains(&series("policy", "denied", 1)), "{text}");
+        assert!(text.contains(&series("timeout", "denied", 2)), "{text}");
+        assert!(text.contains(&series("", "allowed", 0)), "{text}");
+        // Every (verdict, reason) pair is there from 0, and no other.
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("sockbroker_requests_total{"))
+                .count(),
+            REQUEST_OUTCOMES.len(),
             "{text}"
         );
-        assert!(text.contains("sockbroker_requests_total{tenant=\"ci\",verdict=\"allowed\"} 0"));
         m.remove_tenant("ci");
         let text = m.render();
         assert!(!text.contains("tenant=\"ci\""), "{text}");

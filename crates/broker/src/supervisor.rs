@@ -13,10 +13,11 @@ use dashmap::DashMap;
 use tokio_util::task::TaskTracker;
 
 use crate::config::TenantSpec;
-use crate::listener::{ListenerHandle, TenantShared, TenantState};
+use crate::listener::ListenerHandle;
 use crate::metrics::Metrics;
 use crate::plan::{plan, Plan};
 use crate::socket;
+use crate::tenant::{TenantShared, TenantState};
 
 /// Tenants by name, readable from other tasks (HTTP status, sd_notify).
 /// Never hold an entry across an `.await`.
@@ -205,7 +206,7 @@ impl Supervisor {
             let spec = t.shared.spec();
             match bind_listener(&t.shared, &spec) {
                 Ok(h) => {
-                    tracing::info!(tenant = %t.shared.name, listen = %spec.listen.display(), "tenant is up");
+                    tracing::info!(tenant = %t.shared.name(), listen = %spec.listen.display(), "tenant is up");
                     t.listener = Some(h);
                     t.shared.set_state(TenantState::Up);
                     up += 1;
@@ -236,7 +237,7 @@ impl Supervisor {
     pub fn active_connections(&self) -> usize {
         self.tenants
             .values()
-            .map(|t| t.shared.active.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|t| t.shared.active_connections())
             .sum()
     }
 
@@ -271,6 +272,6 @@ fn bind_listener(shared: &Arc<TenantShared>, spec: &TenantSpec) -> Result<Listen
 }
 
 fn mark_down(shared: &TenantShared, reason: String) {
-    tracing::error!(tenant = %shared.name, reason = %reason, "tenant is down; will retry");
+    tracing::error!(tenant = %shared.name(), reason = %reason, "tenant is down; will retry");
     shared.set_state(TenantState::Down(reason));
 }

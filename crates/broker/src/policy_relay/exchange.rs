@@ -1,0 +1,505 @@
+//! The upstream side of a policy-mode connection: one upstream connection per
+//! client connection (connected when the first request is forwarded, again
+//! if the engine closed it while idle), and the exchange of one forwarded
+//! request: its body streamed up while the response (1xx, then the final
+//! one) is relayed down, the client watched for EOF meanwhile.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use sockbroker_relay::Direction;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use super::connection::{read_more, write_out, Connection, Stats};
+use super::http1::{self, Chunked, Framing};
+use super::rewrite::{self, ResponseFilter};
+use super::synthetic::{Audit, Synthetic};
+use super::End;
+
+/// The engine connection and its read buffer.
+#[derive(Default)]
+pub(super) struct Upstream {
+    stream: Option<UnixStream>,
+    /// Bytes read from the upstream and not yet handled.
+    buf: BytesMut,
+}
+
+/// The request an exchange is for.
+pub(super) struct ReqInfo<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub is_head: bool,
+    /// The broker already sent `100 Continue` (to read a body for
+    /// inspection): drop the upstream's.
+    pub swallow_continue: bool,
+}
+
+/// How an exchange ended.
+pub(super) enum Exchanged {
+    /// The response is complete; `close`: the upstream closes after it.
+    Done { close: bool, client_eof: bool },
+    /// `101`, or a body delimited by the connection's end: raw relay from here
+    /// (call [`Upstream::hand_over`]).
+    Switch,
+    /// Nothing of a response reached the client: the upstream closed or
+    /// failed first (the client gets a `502`).
+    NoResponse(io::Error),
+    /// The upstream's response head could not be parsed (nothing relayed).
+    Invalid(String),
+    /// A response filter refused the response (nothing relayed): answer this.
+    Answer(Synthetic),
+    /// The connection is over (part of a response was relayed, or the client
+    /// side failed).
+    End(End),
+}
+
+impl Upstream {
+    /// Whether a live upstream connection is open. The engine may have closed
+    /// an idle keep-alive connection since the last response: then it is
+    /// dropped here, so that the caller connects anew rather than answers 502.
+    pub(super) fn is_open(&mut self, tenant: &str) -> bool {
+        let Some(up) = &self.stream else { return false };
+        let mut probe = [0u8; 512];
+        match up.try_read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Ok(n) if n > 0 => {
+                // Bytes nobody asked for: keep them; the next response head
+                // will not parse and the client gets a 502.
+                self.buf.extend_from_slice(&probe[..n]);
+                true
+            }
+            _ => {
+                tracing::debug!(tenant = %tenant, "upstream closed the idle connection; reconnecting");
+                self.stream = None;
+                self.buf.clear();
+                false
+            }
+        }
+    }
+
+    /// Use `s` as the upstream connection.
+    pub(super) fn set(&mut self, s: UnixStream) {
+        self.stream = Some(s);
+        self.buf.clear();
+    }
+
+    /// Write `bytes` (a head, a head with its body) to the upstream.
+    pub(super) async fn send(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
+        let s = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+        s.write_all(bytes).await?;
+        stats.add(Direction::Upstream, bytes.len());
+        Ok(())
+    }
+
+    /// Relay the response to a forwarded request while streaming the rest of
+    /// its body (`framing`) from the client to the upstream.
+    pub(super) async fn exchange(
+        &mut self,
+        client: &mut Connection<'_>,
+        req: &ReqInfo<'_>,
+        framing: Framing,
+        filter: Option<ResponseFilter>,
+        stats: &Stats,
+        audit: &Audit<'_>,
+    ) -> Exchanged {
+        let Some(upstream) = self.stream.as_mut() else {
+            return Exchanged::NoResponse(io::ErrorKind::NotConnected.into());
+        };
+        let (mut cr, mut cw, cbuf) = client.parts();
+        let (mut ur, mut uw) = upstream.split();
+        let ubuf = &mut self.buf;
+
+        let mut response = Box::pin(relay_response(
+            &mut ur, &mut cw, ubuf, req, filter, stats, audit,
+        ));
+        let mut result: Option<Exchanged> = None;
+        if framing != Framing::Empty {
+            // Stream the request body while the response may already come
+            // (the engine can answer early, e.g. with an error).
+            let mut body = Box::pin(send_body(&mut cr, &mut uw, &mut *cbuf, framing, stats));
+            loop {
+                tokio::select! {
+                    r = &mut body => match r {
+                        Ok(()) => break,
+                        Err(e) => return Exchanged::End(e),
+                    },
+                    r = &mut response, if result.is_none() => {
+                        // A switch or a failure ends the exchange with the body
+                        // unfinished; a complete response waits for the body.
+                        let stop = !matches!(r, Exchanged::Done { .. });
+                        result = Some(r);
+                        if stop {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let mut client_eof = false;
+        let result = match result {
+            Some(r) => r,
+            None => {
+                // Body sent, response still coming (e.g. `docker events`):
+                // watch the client for EOF meanwhile, like the byte relay does.
+                let mut watch = Box::pin(watch_client(&mut cr, &mut uw, &mut *cbuf, stats));
+                let mut watching = true;
+                loop {
+                    tokio::select! {
+                        r = &mut watch, if watching => {
+                            watching = false;
+                            match r {
+                                Ok(eof) => client_eof = eof,
+                                Err(e) => return Exchanged::End(e),
+                            }
+                        }
+                        r = &mut response => break r,
+                    }
+                }
+            }
+        };
+        match result {
+            Exchanged::Done { close, .. } => Exchanged::Done { close, client_eof },
+            other => other,
+        }
+    }
+
+    /// Write what is buffered on each side to the other, and hand both
+    /// sockets to the raw relay.
+    pub(super) async fn hand_over(
+        &mut self,
+        client: Connection<'_>,
+        stats: &Stats,
+    ) -> Result<(UnixStream, UnixStream), End> {
+        let (mut client, cbuf) = client.into_parts();
+        let mut upstream = self.stream.take().ok_or(End::UpstreamClosed)?;
+        if !cbuf.is_empty() {
+            upstream
+                .write_all(&cbuf)
+                .await
+                .map_err(End::UpstreamError)?;
+            stats.add(Direction::Upstream, cbuf.len());
+        }
+        if !self.buf.is_empty() {
+            client
+                .write_all(&self.buf)
+                .await
+                .map_err(End::ClientError)?;
+            stats.add(Direction::Downstream, self.buf.len());
+            self.buf.clear();
+        }
+        Ok((client, upstream))
+    }
+}
+
+/// Stream the rest of a request body from the client to the upstream.
+async fn send_body<R, W>(
+    cr: &mut R,
+    uw: &mut W,
+    cbuf: &mut BytesMut,
+    framing: Framing,
+    stats: &Stats,
+) -> Result<(), End>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match framing {
+        Framing::Empty | Framing::UntilClose => Ok(()),
+        Framing::Length(mut left) => {
+            while left > 0 {
+                if cbuf.is_empty() {
+                    match read_more(cr, cbuf, stats).await {
+                        Ok(0) => return Err(End::ClientClosed),
+                        Ok(_) => {}
+                        Err(e) => return Err(End::ClientError(e)),
+                    }
+                }
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(cbuf.len());
+                let before = cbuf.len();
+                let r = write_out(uw, cbuf, n, Direction::Upstream, stats).await;
+                left -= (before - cbuf.len()) as u64;
+                r.map_err(End::UpstreamError)?;
+            }
+            Ok(())
+        }
+        Framing::Chunked => {
+            let mut c = Chunked::default();
+            loop {
+                let n = c
+                    .advance(cbuf, |_| {})
+                    .map_err(|_| End::Refused("bad chunked request body"))?;
+                if n > 0 {
+                    write_out(uw, cbuf, n, Direction::Upstream, stats)
+                        .await
+                        .map_err(End::UpstreamError)?;
+                }
+                if c.is_done() {
+                    return Ok(());
+                }
+                match read_more(cr, cbuf, stats).await {
+                    Ok(0) => return Err(End::ClientClosed),
+                    Ok(_) => {}
+                    Err(e) => return Err(End::ClientError(e)),
+                }
+            }
+        }
+    }
+}
+
+/// While a response streams, read what the client sends (pipelined requests,
+/// kept in `cbuf` up to a bound). On EOF with nothing pending, shut down the
+/// upstream's write side, as the byte relay does (the engine then ends a
+/// stream such as `docker events`), and return `Ok(true)`. `Ok(false)`: stop
+/// watching — the buffer is full, or the client closed after pipelining
+/// requests that are still to be answered (the next read sees the EOF again).
+async fn watch_client<R, W>(
+    cr: &mut R,
+    uw: &mut W,
+    cbuf: &mut BytesMut,
+    stats: &Stats,
+) -> Result<bool, End>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    while cbuf.len() <= http1::MAX_HEAD {
+        match read_more(cr, cbuf, stats).await {
+            Ok(0) if cbuf.is_empty() => {
+                let _ = uw.shutdown().await;
+                return Ok(true);
+            }
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) => return Err(End::ClientError(e)),
+        }
+    }
+    Ok(false)
+}
+
+/// Relay the response(s) to one request: interim 1xx responses, then the
+/// final one with its body. The request's audit line is written here, once
+/// its status is known.
+async fn relay_response<R, W>(
+    ur: &mut R,
+    cw: &mut W,
+    ubuf: &mut BytesMut,
+    req: &ReqInfo<'_>,
+    filter: Option<ResponseFilter>,
+    stats: &Stats,
+    audit: &Audit<'_>,
+) -> Exchanged
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut relayed = false;
+    let mut swallow = req.swallow_continue;
+    let mut filter = filter;
+    loop {
+        // The head.
+        let head = loop {
+            if http1::may_hold_head(ubuf) || ubuf.len() > http1::MAX_HEAD {
+                match http1::parse_response(ubuf, req.is_head) {
+                    Ok(Some(h)) => break h,
+                    Ok(None) => {}
+                    Err(_) if relayed => {
+                        return Exchanged::End(End::Refused("invalid response from upstream"))
+                    }
+                    Err(e) => return Exchanged::Invalid(e.to_string()),
+                }
+            }
+            match read_more(ur, ubuf, stats).await {
+                Ok(0) if !relayed && ubuf.is_empty() => {
+                    return Exchanged::NoResponse(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed the connection without a response",
+                    ))
+                }
+                Ok(0) => return Exchanged::End(End::UpstreamClosed),
+                Ok(_) => {}
+                Err(e) if !relayed && ubuf.is_empty() => return Exchanged::NoResponse(e),
+                Err(e) => return Exchanged::End(End::UpstreamError(e)),
+            }
+        };
+        if head.status == 100 && swallow {
+            swallow = false;
+            ubuf.advance(head.len);
+            continue;
+        }
+        if let Some(filter) = filter.take_if(|_| head.status >= 200) {
+            return filtered_response(ur, cw, ubuf, req, &head, filter, stats, audit).await;
+        }
+        if let Err(e) = write_out(cw, ubuf, head.len, Direction::Downstream, stats).await {
+            // The request went to the engine: it gets its audit line even
+            // though the client left before the answer.
+            audit.log(
+                req.method,
+                req.path,
+                "allowed",
+                head.status,
+                "client gone before the response",
+            );
+            return Exchanged::End(End::ClientError(e));
+        }
+        relayed = true;
+        if head.status == 101 {
+            audit.log(req.method, req.path, "allowed", 101, "switching protocols");
+            return Exchanged::Switch;
+        }
+        if (100..200).contains(&head.status) {
+            continue;
+        }
+        audit.log(req.method, req.path, "allowed", head.status, "");
+        let done = Exchanged::Done {
+            close: head.close,
+            client_eof: false,
+        };
+        return match head.body {
+            Framing::Empty => done,
+            Framing::UntilClose => Exchanged::Switch,
+            Framing::Length(mut left) => {
+                while left > 0 {
+                    if ubuf.is_empty() {
+                        match read_more(ur, ubuf, stats).await {
+                            Ok(0) => return Exchanged::End(End::UpstreamClosed),
+                            Ok(_) => {}
+                            Err(e) => return Exchanged::End(End::UpstreamError(e)),
+                        }
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(ubuf.len());
+                    if let Err(e) = write_out(cw, ubuf, n, Direction::Downstream, stats).await {
+                        return Exchanged::End(End::ClientError(e));
+                    }
+                    left -= n as u64;
+                }
+                done
+            }
+            Framing::Chunked => {
+                let mut c = Chunked::default();
+                loop {
+                    let n = match c.advance(ubuf, |_| {}) {
+                        Ok(n) => n,
+                        Err(_) => return Exchanged::End(End::Refused("bad chunked response body")),
+                    };
+                    if n > 0 {
+                        if let Err(e) = write_out(cw, ubuf, n, Direction::Downstream, stats).await {
+                            return Exchanged::End(End::ClientError(e));
+                        }
+                    }
+                    if c.is_done() {
+                        break done;
+                    }
+                    match read_more(ur, ubuf, stats).await {
+                        Ok(0) => return Exchanged::End(End::UpstreamClosed),
+                        Ok(_) => {}
+                        Err(e) => return Exchanged::End(End::UpstreamError(e)),
+                    }
+                }
+            }
+        };
+    }
+}
+
+/// A final response whose body a [`ResponseFilter`] rewrites: read it whole
+/// (decoded, at most [`rewrite::FILTER_LIMIT`]), filter it, send the result
+/// with a `Content-Length`.
+#[allow(clippy::too_many_arguments)]
+async fn filtered_response<R, W>(
+    ur: &mut R,
+    cw: &mut W,
+    ubuf: &mut BytesMut,
+    req: &ReqInfo<'_>,
+    head: &http1::ResponseHead,
+    filter: ResponseFilter,
+    stats: &Stats,
+    audit: &Audit<'_>,
+) -> Exchanged
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let limit = rewrite::FILTER_LIMIT;
+    let too_large =
+        || Exchanged::Invalid(format!("response body over {} MiB to filter", limit >> 20));
+    let head_bytes = ubuf.split_to(head.len).to_vec();
+    let mut body = Vec::new();
+    let mut close = head.close;
+    match head.body {
+        Framing::Empty => {}
+        Framing::Length(n) => {
+            if n > limit as u64 {
+                return too_large();
+            }
+            while (ubuf.len() as u64) < n {
+                match read_more(ur, ubuf, stats).await {
+                    Ok(0) => return Exchanged::End(End::UpstreamClosed),
+                    Ok(_) => {}
+                    Err(e) => return Exchanged::End(End::UpstreamError(e)),
+                }
+            }
+            body = ubuf.split_to(n as usize).to_vec();
+        }
+        Framing::Chunked => {
+            let mut c = Chunked::default();
+            loop {
+                let used = match c.advance(ubuf, |d| body.extend_from_slice(d)) {
+                    Ok(n) => n,
+                    Err(e) => return Exchanged::Invalid(e.to_string()),
+                };
+                ubuf.advance(used);
+                if body.len() > limit {
+                    return too_large();
+                }
+                if c.is_done() {
+                    break;
+                }
+                match read_more(ur, ubuf, stats).await {
+                    Ok(0) => return Exchanged::End(End::UpstreamClosed),
+                    Ok(_) => {}
+                    Err(e) => return Exchanged::End(End::UpstreamError(e)),
+                }
+            }
+        }
+        Framing::UntilClose => {
+            close = true;
+            loop {
+                if ubuf.len() > limit {
+                    return too_large();
+                }
+                match read_more(ur, ubuf, stats).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return Exchanged::End(End::UpstreamError(e)),
+                }
+            }
+            body = ubuf.split().to_vec();
+        }
+    }
+    let body = match filter(head.status, body) {
+        Ok(b) => b,
+        Err(syn) => return Exchanged::Answer(syn),
+    };
+    let mut out = rewrite::with_content_length(&head_bytes, body.len());
+    if req.is_head {
+        out = head_bytes;
+    } else {
+        out.extend_from_slice(&body);
+    }
+    let mut out = BytesMut::from(&out[..]);
+    let n = out.len();
+    if let Err(e) = write_out(cw, &mut out, n, Direction::Downstream, stats).await {
+        return Exchanged::End(End::ClientError(e));
+    }
+    audit.log(
+        req.method,
+        req.path,
+        "allowed",
+        head.status,
+        "response filtered",
+    );
+    Exchanged::Done {
+        close,
+        client_eof: false,
+    }
+}

@@ -1,0 +1,275 @@
+//! The seam between "the policy allowed this request" and "forward it": a
+//! step that may rewrite the request (its target — path and query — and its
+//! body), answer it itself with a [`Synthetic`] (e.g. `404` for an object the
+//! tenant does not own), ask the engine questions of its own first
+//! ([`side_request`]), and have the response body filtered
+//! ([`Outgoing::filter_response`]).
+//!
+//! Today no setting uses it and [`before_forward`] forwards every request as
+//! it came, byte for byte. A feature that rewrites (`scope: own`) adds its
+//! work in [`before_forward`] (and says in [`wants_body`] which requests it
+//! needs the body of); the relay around it already re-frames a replaced body
+//! (`Content-Length`), keeps the audit line and the metric right, and answers
+//! an `Err(Synthetic)`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::connection::Body;
+use super::http1::Framing;
+use super::synthetic::Synthetic;
+use crate::config::TenantSpec;
+use crate::policy::Target;
+
+/// A response body filter: gets the engine's status and whole (decoded) body,
+/// returns the body the client gets. See [`Outgoing::filter_response`].
+pub type ResponseFilter = Box<dyn FnOnce(u16, Vec<u8>) -> Result<Vec<u8>, Synthetic> + Send>;
+
+/// Largest response body a [`ResponseFilter`] is given; a larger one is
+/// answered `502`.
+pub const FILTER_LIMIT: usize = 16 * 1024 * 1024;
+
+/// An allowed request about to be forwarded.
+pub struct Outgoing {
+    /// The method as sent.
+    method: String,
+    /// The normalized target the policy decided on.
+    target: Target,
+    /// The head as it will be forwarded (as received unless rewritten).
+    head: Vec<u8>,
+    /// The body, when it was read whole (inspected, or [`wants_body`]);
+    /// `None`: it follows in the client's stream and is streamed as framed.
+    body: Option<Body>,
+    /// The body was replaced: forward `body.decoded` with a `Content-Length`.
+    body_replaced: bool,
+    /// Filter for the response body.
+    filter: Option<ResponseFilter>,
+}
+
+impl Outgoing {
+    pub(super) fn new(method: String, target: Target, head: Vec<u8>, body: Option<Body>) -> Self {
+        Outgoing {
+            method,
+            target,
+            head,
+            body,
+            body_replaced: false,
+            filter: None,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The normalized target (path without version prefix, raw query).
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The decoded body, if it was read whole.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_ref().map(|b| b.decoded.as_slice())
+    }
+
+    /// Forward to `path` (normalized form, without the version prefix; the
+    /// request's version prefix is kept) with `query` (raw, without `?`).
+    pub fn set_target(&mut self, path: &str, query: Option<&str>) {
+        let mut t = String::new();
+        if let Some(v) = &self.target.api_version {
+            t.push_str("/v");
+            t.push_str(v);
+        }
+        t.push_str(path);
+        if let Some(q) = query {
+            t.push('?');
+            t.push_str(q);
+        }
+        self.head = replace_target(&self.head, &t);
+        self.target.path = path.to_string();
+        self.target.query = query.map(str::to_string);
+    }
+
+    /// Forward `body` instead of the one received (which must have been read
+    /// whole: see [`wants_body`]); it goes out with a `Content-Length`.
+    pub fn set_body(&mut self, body: Vec<u8>) {
+        self.body = Some(Body {
+            raw: Vec::new(),
+            decoded: body,
+        });
+        self.body_replaced = true;
+    }
+
+    /// Give the response body (whole, decoded, up to [`FILTER_LIMIT`]) to
+    /// `filter` and send the client what it returns instead. Not for streams
+    /// (`logs -f`, `events`): they would be buffered until they end.
+    pub fn filter_response(&mut self, filter: ResponseFilter) {
+        self.filter = Some(filter);
+    }
+
+    /// The bytes to write to the upstream first, the framing of what follows
+    /// from the client (streamed), and the response filter.
+    pub(super) fn into_wire(self, framing: Framing) -> (Vec<u8>, Framing, Option<ResponseFilter>) {
+        match self.body {
+            None => (self.head, framing, self.filter),
+            Some(body) if !self.body_replaced => {
+                let mut out = self.head;
+                out.extend_from_slice(&body.raw);
+                (out, Framing::Empty, self.filter)
+            }
+            Some(body) => {
+                let mut out = with_content_length(&self.head, body.decoded.len());
+                out.extend_from_slice(&body.decoded);
+                (out, Framing::Empty, self.filter)
+            }
+        }
+    }
+}
+
+/// Whether the rewrite step needs the body of this request read whole before
+/// [`before_forward`] (bounded like inspected bodies).
+pub(super) fn wants_body(_spec: &TenantSpec, _method: &str, _target: &Target) -> bool {
+    false
+}
+
+/// The rewrite step: change `req`, or answer it with `Err`. Today: forward
+/// every request as it is.
+pub(super) async fn before_forward(
+    _spec: &TenantSpec,
+    _req: &mut Outgoing,
+) -> Result<(), Synthetic> {
+    Ok(())
+}
+
+/// `head` with its request target replaced by `target`.
+fn replace_target(head: &[u8], target: &str) -> Vec<u8> {
+    let first = head.iter().position(|&b| b == b' ').unwrap_or(head.len());
+    let rest = &head[(first + 1).min(head.len())..];
+    let second = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    let mut out = Vec::with_capacity(head.len() + target.len());
+    out.extend_from_slice(&head[..first]);
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(&rest[second..]);
+    out
+}
+
+/// `head` (of a request or a response) with its `Content-Length` /
+/// `Transfer-Encoding` fields replaced by one `Content-Length: len` (and no
+/// `Expect`: the body comes at once).
+pub(super) fn with_content_length(head: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 24);
+    let mut lines = head.split_inclusive(|&b| b == b'\n');
+    if let Some(request_line) = lines.next() {
+        out.extend_from_slice(request_line);
+    }
+    for line in lines {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let name = String::from_utf8_lossy(name);
+        let name = name.trim();
+        if name.is_empty()
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    out.extend_from_slice(format!("Content-Length: {len}\r\n\r\n").as_bytes());
+    out
+}
+
+/// A request of the broker's own to the engine at `upstream` (to resolve a
+/// name, read an object's labels): one connection, `method target` with an
+/// optional JSON body, the whole exchange within `deadline`, a response body
+/// of at most `limit` bytes. `Err`: what went wrong, for a `502`.
+pub async fn side_request(
+    upstream: &Path,
+    connect_timeout: Duration,
+    deadline: Duration,
+    method: &str,
+    target: &str,
+    body: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<(u16, Bytes), String> {
+    use http_body_util::{BodyExt, Full, Limited};
+    let work = async {
+        let stream = crate::upstream::connect_upstream(upstream, connect_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(conn);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(target)
+            .header(hyper::header::HOST, "docker");
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes = Limited::new(resp.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        driver.abort();
+        Ok((status, bytes))
+    };
+    match tokio::time::timeout(deadline, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {deadline:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewritten_request_keeps_its_head_and_is_reframed() {
+        let head = b"POST /v1.41/containers/create?name=web HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nX-A: 1\r\n\r\n";
+        let target = crate::policy::normalize("/v1.41/containers/create?name=web").unwrap();
+        let mut out = Outgoing::new(
+            "POST".into(),
+            target,
+            head.to_vec(),
+            Some(Body {
+                raw: b"2\r\n{}\r\n0\r\n\r\n".to_vec(),
+                decoded: b"{}".to_vec(),
+            }),
+        );
+        // Untouched: forwarded byte for byte.
+        let (wire, framing, _) = Outgoing {
+            body: out.body.clone(),
+            head: out.head.clone(),
+            method: out.method.clone(),
+            target: out.target.clone(),
+            body_replaced: false,
+            filter: None,
+        }
+        .into_wire(Framing::Chunked);
+        assert_eq!(&wire[..head.len()], &head[..]);
+        assert!(wire.ends_with(b"0\r\n\r\n"));
+        assert_eq!(framing, Framing::Empty);
+
+        out.set_target("/containers/create", Some("name=web2"));
+        out.set_body(br#"{"Labels":{"a":"b"}}"#.to_vec());
+        let (wire, _, _) = out.into_wire(Framing::Chunked);
+        let text = String::from_utf8(wire).unwrap();
+        assert_eq!(
+            text,
+            "POST /v1.41/containers/create?name=web2 HTTP/1.1\r\nHost: docker\r\nX-A: 1\r\nContent-Length: 20\r\n\r\n{\"Labels\":{\"a\":\"b\"}}"
+        );
+    }
+}

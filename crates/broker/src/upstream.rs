@@ -1,0 +1,77 @@
+//! Connecting to a tenant's upstream socket, for the byte relay and the policy
+//! relay alike: one place that waits out a full backlog, records the connect
+//! time and, when the upstream cannot be reached, counts
+//! `connections_rejected_total{reason="upstream_unavailable"}` and writes the
+//! one warning line.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixStream;
+
+use crate::config::TenantSpec;
+use crate::metrics::Reject;
+use crate::tenant::{Peer, TenantShared};
+
+/// Connect to `spec.upstream` for a client of `tenant`. On failure the metric
+/// and the log line are done; the error says what went wrong, for the client
+/// (the policy relay's `502`).
+pub async fn connect(
+    tenant: &TenantShared,
+    spec: &TenantSpec,
+    peer: Peer,
+) -> io::Result<UnixStream> {
+    let started = Instant::now();
+    match connect_upstream(&spec.upstream, spec.connect_timeout).await {
+        Ok(s) => {
+            tenant.metrics().upstream_connected(started.elapsed());
+            Ok(s)
+        }
+        Err(e) => {
+            tenant.metrics().rejected(Reject::UpstreamUnavailable);
+            tracing::warn!(tenant = %tenant.name(), pid = peer.pid, uid = peer.uid, gid = peer.gid,
+                reason = "upstream_unavailable", upstream = %spec.upstream.display(), error = %e,
+                "upstream unavailable: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// Connect to the upstream socket, waiting up to `timeout` while its backlog
+/// is full.
+///
+/// A Unix-socket `connect(2)` on a non-blocking socket completes or fails at
+/// once — there is no "in progress" to wait for as with TCP (tokio's
+/// `UnixStream::connect` would only add an event-loop turn and a
+/// `getsockopt(SO_ERROR)`, docs/performance.md). When the upstream's backlog
+/// is full it fails with `EAGAIN`; then we try again with a short backoff
+/// until `timeout` (the tenant's `connect_timeout`), so a burst on the engine
+/// waits like socat's `connect-timeout` instead of failing. Returns
+/// `ErrorKind::TimedOut` ("upstream connect timed out …") when the time is up.
+pub async fn connect_upstream(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let attempt = || -> io::Result<UnixStream> {
+        let fd = crate::socket::connect_nonblocking(path)?;
+        UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+    };
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "upstream connect timed out: the upstream's backlog stayed full for {timeout:?}"
+                        ),
+                    ));
+                }
+                tokio::time::sleep(backoff.min(deadline - now)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
