@@ -317,6 +317,26 @@ fn scoped_tenants_share_one_engine() {
     a.ok(&["start", &id_a]);
     assert_eq!(a.lines(&["ps", "--format", "{{.Names}}"]), ["web-a2"]);
 
+    // Names are one namespace on the engine: a taken name is a conflict,
+    // but the holder's ID is not told.
+    for args in [
+        vec!["rename", "web-a2", "web-b"],
+        vec!["create", "--network", "none", "--name", "web-b", IMAGE],
+    ] {
+        let o = a.out(&args);
+        let t = output_text(&o);
+        assert!(!o.status.success() && t.contains("already in use"), "{t}");
+        assert!(!t.contains(&id_b[..12]), "{t}");
+    }
+    // A shared network's inspect lists no one's containers.
+    let members = a.ok(&["network", "inspect", "-f", "{{len .Containers}}", "none"]);
+    assert_eq!(members.trim(), "0");
+    assert_ne!(
+        ops.ok(&["network", "inspect", "-f", "{{len .Containers}}", "none"])
+            .trim(),
+        "0"
+    );
+
     // Volumes.
     a.ok(&["volume", "create", "va"]);
     b.ok(&["volume", "create", "vb"]);

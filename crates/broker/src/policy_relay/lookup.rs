@@ -9,9 +9,9 @@
 //! IDs are never reused), bounded; names and volumes (whose ID is their name,
 //! free again after a remove) are looked up every time.
 //!
-//! A lookup that fails or does not finish within the tenant's
-//! `connect_timeout` plus [`LOOKUP_DEADLINE`] is an error: the request is
-//! answered `502` and never forwarded.
+//! A lookup that fails or does not finish within [`deadline`] (twice the
+//! tenant's `connect_timeout` plus one second, connecting included) is an
+//! error: the request is answered `502` and never forwarded.
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -23,8 +23,11 @@ use serde_json::Value;
 use super::rewrite::side_request;
 use crate::policy::scope::{encode_segment, predefined_network, response, Kind};
 
-/// How long a lookup may take once connected.
-pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one lookup may take, connecting included: twice the tenant's
+/// `connect_timeout` plus one second (11 s with the default 5 s).
+pub fn deadline(connect_timeout: Duration) -> Duration {
+    connect_timeout * 2 + Duration::from_secs(1)
+}
 /// Largest inspect answer read (a container's with a big environment).
 const ANSWER_LIMIT: usize = 4 * 1024 * 1024;
 /// Most owner labels cached; the cache is emptied when it is full.
@@ -74,7 +77,7 @@ impl Engine<'_> {
         let (status, bytes) = side_request(
             self.upstream,
             self.connect_timeout,
-            self.connect_timeout + LOOKUP_DEADLINE,
+            deadline(self.connect_timeout),
             method,
             target,
             body,

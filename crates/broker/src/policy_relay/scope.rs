@@ -159,7 +159,11 @@ async fn object(
                 }));
             }
         }
-        Action::Plain => {}
+        Action::Plain => {
+            if o.kind == Kind::Container && o.suffix == "/rename" {
+                scrub_conflicts(out);
+            }
+        }
     }
     let q = out.target().query.clone();
     out.set_target(&o.path_for(&id), q.as_deref());
@@ -189,6 +193,7 @@ async fn create(
                     Owner::Own(_) | Owner::Absent => {}
                 }
             }
+            scrub_conflicts(out);
             for r in body::references(&stamped).map_err(|e| invalid(&e))? {
                 match (r.kind, engine.owner(r.kind, &r.name, tenant).await?) {
                     (_, Owner::Own(_) | Owner::Shared(_)) => {}
@@ -245,4 +250,16 @@ async fn create_volume(engine: &Engine<'_>, tenant: &str, name: &str) -> Result<
             .and_then(|m| m.as_str())
             .unwrap_or("the engine refused")
     ))))
+}
+
+/// A `409` for a name taken (create, rename) names the holder's full ID;
+/// the ID is cut from the message (the name was checked before forwarding,
+/// this covers a name taken in between).
+fn scrub_conflicts(out: &mut Outgoing) {
+    out.filter_response(Box::new(|status, b| {
+        if status != 409 {
+            return Ok(b);
+        }
+        Ok(response::conflict_message(&b).unwrap_or(b))
+    }));
 }
