@@ -454,6 +454,27 @@ impl Fixture {
             engine,
         }
     }
+    /// Rewrite the config with `tenants` and wait until the broker applied it.
+    fn reload(&self, tenants: &[(&str, &str)]) {
+        let series = "sockbroker_config_reloads_total{result=\"success\"}";
+        let before = self.metric(series).unwrap_or(0.0);
+        let tenants: Vec<(&str, String)> = tenants
+            .iter()
+            .map(|(n, extra)| (*n, format!("{OWNER}\n{extra}")))
+            .collect();
+        let refs: Vec<(&str, &str)> = tenants.iter().map(|(n, e)| (*n, e.as_str())).collect();
+        write_config(
+            &self.dir.path().join("sockbroker.yaml"),
+            &format!(
+                "metrics:\n  listen: {}\n{}",
+                self.addr,
+                config_yaml(self.dir.path(), &self.engine.path, &refs)
+            ),
+        );
+        wait_until("the reload", DEADLINE, || {
+            self.metric(series).unwrap_or(0.0) > before
+        });
+    }
     fn sock(&self, tenant: &str) -> PathBuf {
         self.dir.path().join(tenant).join("docker.sock")
     }
@@ -1005,4 +1026,75 @@ fn requests_with_unreadable_bodies_are_audited_and_counted() {
     }
     f.b.wait_log_n("request body not read to its end", 2);
     assert!(f.engine.targets().is_empty(), "{:?}", f.engine.targets());
+}
+
+/// `request_timeout` from the config: a head that does not arrive in time is
+/// answered 408 and the connection closes; over `max_connections` a policy
+/// client gets 429 with the reason.
+#[test]
+fn request_timeout_is_408_and_over_the_limit_is_429() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let f = Fixture::start(&[(
+        "ro",
+        "access: read-only\nrequest_timeout: 300ms\nmax_connections: 1",
+    )]);
+    // The harness's probe of the socket has ended.
+    f.wait_metric("sockbroker_connections_active{tenant=\"ro\"}", 0.0);
+    let mut c = f.client("ro");
+    let started = std::time::Instant::now();
+    c.send(b"GET /_ping HTTP/1.1\r\n");
+    let r = c.response(false);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.status, 408);
+    assert!(
+        r.message().contains("request_timeout (300ms)"),
+        "{}",
+        r.message()
+    );
+    assert!(c.closed());
+    f.wait_metric(&requests("ro", "denied", "timeout"), 1.0);
+
+    f.wait_metric("sockbroker_connections_active{tenant=\"ro\"}", 0.0);
+    let mut first = f.client("ro");
+    assert_eq!(first.call(&get("/_ping")).status, 200);
+    let mut second = f.client("ro");
+    let r = second.call(&get("/_ping"));
+    assert_eq!(r.status, 429);
+    assert!(r.message().contains("max_connections"), "{}", r.message());
+    assert!(second.closed());
+    assert_eq!(first.call(&get("/_ping")).status, 200);
+    f.wait_metric(&requests("ro", "denied", "limit"), 1.0);
+    assert_eq!(f.engine.targets(), ["GET /_ping", "GET /_ping"]);
+}
+
+/// A reload reaches open connections: a keep-alive policy connection checks
+/// its next request against the new policy; a byte-relay connection of a
+/// tenant that moved from `full` to a policy is closed.
+#[test]
+fn a_reload_reaches_open_connections() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let f = Fixture::start(&[("ro", "access: read-only"), ("was-full", "access: full")]);
+    let mut ro = f.client("ro");
+    assert_eq!(ro.call(&get("/containers/json")).status, 200);
+    let mut full = f.client("was-full");
+    assert_eq!(full.call(&post("/containers/create", "{}")).status, 201);
+    f.reload(&[
+        (
+            "ro",
+            "access: {preset: read-only, deny: [\"GET /containers/json\"]}",
+        ),
+        ("was-full", "access: read-only"),
+    ]);
+    let r = ro.call(&get("/containers/json"));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.message().contains("deny rule"), "{}", r.message());
+    assert_eq!(ro.call(&get("/_ping")).status, 200);
+    assert!(full.closed(), "the byte-relay connection stays open");
+    f.b.wait_log("the tenant now has an access policy");
+    let mut again = f.client("was-full");
+    assert_eq!(again.call(&post("/containers/create", "{}")).status, 403);
 }

@@ -155,6 +155,10 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
         m.rejected(Reject::Limit);
         tracing::warn!(tenant = %tenant.name(), pid, uid, gid, reason = "limit", max_connections = spec.max_connections,
             "connection refused: max_connections reached");
+        if spec.access.policy().is_some() {
+            // An HTTP client is told why (429); the byte relay just closes.
+            crate::policy_relay::refuse_over_limit(&tenant, client, peer, kill).await;
+        }
         return;
     };
     if spec.access.policy().is_some() {
@@ -166,15 +170,43 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
         r = crate::upstream::connect(&tenant, &spec, peer) => r,
     };
     let Ok(upstream) = upstream else { return };
+    // A tenant moved from `full` to a policy: its byte-relay connections
+    // close, so that clients reconnect under the policy (the byte relay
+    // cannot start checking in the middle of a stream).
+    let cancel = kill.child_token();
     let opts = RelayOptions {
         idle_timeout: spec.idle_timeout,
-        cancel: kill,
+        cancel: cancel.clone(),
         ..RelayOptions::default()
     };
-    let outcome = relay(client, upstream, &opts, &**m).await;
+    let relayed = relay(client, upstream, &opts, &**m);
+    tokio::pin!(relayed);
+    let outcome = tokio::select! {
+        o = &mut relayed => o,
+        () = policy_arrives(&tenant) => {
+            tracing::info!(tenant = %tenant.name(), pid, uid, gid,
+                "closing a byte-relay connection: the tenant now has an access policy");
+            cancel.cancel();
+            relayed.await
+        }
+    };
     let lived = started.elapsed();
     m.connection_ended(lived);
     log_closed(&tenant, peer, lived, &outcome);
+}
+
+/// Resolves once `tenant`'s settings gain an access policy.
+async fn policy_arrives(tenant: &TenantShared) {
+    let mut settings = tenant.subscribe();
+    loop {
+        if settings.borrow_and_update().access.policy().is_some() {
+            return;
+        }
+        if settings.changed().await.is_err() {
+            // The tenant is gone; its drain decides the connection's end.
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// The one log line of a byte-relay connection.

@@ -107,6 +107,7 @@ mod tests {
             idle_timeout: None,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
         }
     }
 
@@ -166,6 +167,11 @@ mod tests {
             (
                 "connect_timeout",
                 |s| s.connect_timeout = Duration::from_secs(1),
+                (false, false, true),
+            ),
+            (
+                "request_timeout",
+                |s| s.request_timeout = Duration::from_secs(1),
                 (false, false, true),
             ),
             (

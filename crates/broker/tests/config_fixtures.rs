@@ -68,6 +68,7 @@ fn valid_fixtures_resolve_as_documented() {
     assert_eq!(t.idle_timeout, None);
     assert_eq!(t.drain_timeout, Duration::from_secs(30));
     assert_eq!(t.connect_timeout, Duration::from_secs(5));
+    assert_eq!(t.request_timeout, Duration::from_secs(10));
     assert_eq!(t.access, AccessPolicy::Full);
     assert_eq!(c.metrics, None);
 
@@ -89,6 +90,11 @@ fn valid_fixtures_resolve_as_documented() {
     assert_eq!(tr.idle_timeout, Some(Duration::from_secs(15 * 60)));
     assert_eq!(tr.drain_timeout, Duration::from_secs(60));
     assert_eq!(tr.connect_timeout, Duration::from_secs(2));
+    assert_eq!(tr.request_timeout, Duration::from_secs(30));
+    assert_eq!(
+        c.tenants["portainer"].request_timeout,
+        Duration::from_secs(10)
+    );
     let table = config::format_table(&c);
     assert!(table.starts_with("TENANT"), "{table}");
     assert_eq!(table.lines().count(), 4, "{table}");

@@ -145,3 +145,56 @@ async fn retiring_a_listener_unlinks_its_socket_and_drains() {
         .unwrap()
         .unwrap();
 }
+
+/// Over `max_connections` a policy tenant's client is told why: `429` with
+/// the Docker JSON message (the byte relay closes at once, above).
+#[tokio::test]
+async fn a_policy_tenant_over_its_limit_answers_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = FakeEngine::start(&dir.path().join("engine.sock"));
+    let mut s = spec(
+        "t",
+        dir.path(),
+        &engine.path,
+        preset(sockbroker::policy::Preset::ReadOnly),
+    );
+    s.max_connections = 1;
+    let (tenant, m, _h) = listen(s.clone());
+    let mut first = Client::connect(&s.listen).await;
+    assert_eq!(first.call(&get("/_ping")).await.status, 200);
+    let mut second = Client::connect(&s.listen).await;
+    let r = second.call(&get("/_ping")).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.message(),
+        "sockbroker: tenant t has 1 connections open (max_connections); close one or try again later"
+    );
+    second.until_closed().await;
+    assert_eq!(metric(&m, &rejected("limit", "t")), Some(1.0));
+    assert_eq!(metric(&m, &requests("t", "denied", "limit")), Some(1.0));
+    assert_eq!(tenant.active_connections(), 1);
+    assert_eq!(engine.targets(), ["GET /_ping"]);
+    // The first one is unaffected.
+    assert_eq!(first.call(&get("/_ping")).await.status, 200);
+}
+
+/// A tenant moved from `full` to a policy closes its byte-relay connections,
+/// so clients reconnect under the policy; other changes leave them open.
+#[tokio::test]
+async fn byte_relay_connections_close_when_a_policy_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    echo_upstream(&up);
+    let s = spec("t", dir.path(), &up, AccessPolicy::Full);
+    let (tenant, _m, _h) = listen(s.clone());
+    let mut c = UnixStream::connect(&s.listen).await.unwrap();
+    echo(&mut c, b"one").await;
+    let mut other = s.clone();
+    other.max_connections = 50;
+    tenant.update(Arc::new(other.clone()));
+    echo(&mut c, b"two").await;
+    other.access = preset(sockbroker::policy::Preset::ReadOnly);
+    tenant.update(Arc::new(other));
+    closed_at_once(&mut c).await;
+    wait_until("the connection to end", || tenant.active_connections() == 0).await;
+}

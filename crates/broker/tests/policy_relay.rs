@@ -278,3 +278,64 @@ async fn side_requests_reach_the_engine_or_fail_in_time() {
     .unwrap_err();
     assert!(err.contains("no answer within"), "{err}");
 }
+
+fn with_request_timeout(s: &Scene, t: std::time::Duration) {
+    let mut spec = (*s.tenant.spec()).clone();
+    spec.request_timeout = t;
+    s.tenant.update(Arc::new(spec));
+}
+
+/// A head that trickles in is answered `408` once `request_timeout` has
+/// passed since its first byte, and the connection closes.
+#[tokio::test]
+async fn a_slow_request_head_is_408_and_closes() {
+    let s = scene(preset(Preset::ReadOnly));
+    with_request_timeout(&s, std::time::Duration::from_millis(200));
+    let (mut c, task) = connect(&s.tenant);
+    // Idle before the first byte is not limited by it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = Instant::now();
+    c.send(b"GET /_ping HTTP/1.1\r\nHost: dock").await;
+    let r = c.response(false).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert_eq!(r.status, 408);
+    assert_eq!(
+        r.message(),
+        "sockbroker: tenant t: the request did not arrive within request_timeout (200ms)"
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    c.until_closed().await;
+    task.await.unwrap();
+    assert!(s.engine.seen().is_empty());
+    assert_eq!(
+        metric(&s.metrics, &requests("t", "denied", "timeout")),
+        Some(1.0)
+    );
+}
+
+/// The same for a body the broker must read (inspected, or a refused
+/// request's), while a long response stream is not cut by it.
+#[tokio::test]
+async fn a_slow_inspected_body_is_408_but_a_long_stream_is_not() {
+    let s = scene(preset(Preset::UsernsSafe));
+    with_request_timeout(&s, std::time::Duration::from_millis(200));
+    let (mut c, _task) = connect(&s.tenant);
+    c.send(b"POST /containers/create HTTP/1.1\r\nContent-Length: 20\r\n\r\n{\"Ima")
+        .await;
+    let r = c.response(false).await;
+    assert_eq!(r.status, 408);
+    c.until_closed().await;
+    assert!(s.engine.seen().is_empty());
+
+    let (mut c, _task) = connect(&s.tenant);
+    let r = c.call(&get("/events")).await;
+    assert_eq!(r.status, 200);
+    let started = Instant::now();
+    let mut ticks = 0;
+    while started.elapsed() < std::time::Duration::from_millis(600) {
+        ticks += c.read_at_least(1).await.len();
+    }
+    assert!(ticks > 0);
+    // Still open and usable after the stream: nothing closed it.
+    drop(c);
+}

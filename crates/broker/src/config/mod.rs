@@ -15,6 +15,7 @@
 //!    all errors; positions come from a small source-text locator (`locate`);
 //! 3. the result, a [`Config`] with a [`TenantSpec`] per tenant.
 
+mod access;
 mod error;
 mod locate;
 mod raw;
@@ -30,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access::AccessPolicy;
 pub use error::{ConfigError, ConfigErrors};
 pub use subid::SubIdFiles;
 pub use table::format_table;
@@ -104,6 +106,9 @@ pub struct TenantSpec {
     pub drain_timeout: Duration,
     /// How long connecting to the upstream may take (default 5s).
     pub connect_timeout: Duration,
+    /// Policy mode: how long a request head and its body may take to arrive
+    /// once its first byte is in (default 10s); then `408`.
+    pub request_timeout: Duration,
 }
 
 /// How a tenant's owner was written.
@@ -164,67 +169,6 @@ impl fmt::Display for IdRange {
             write!(f, "{}", self.start)
         } else {
             write!(f, "{}-{}", self.start, self.end)
-        }
-    }
-}
-
-/// A tenant's Docker API access policy (`access:`).
-///
-/// `full` (the default) relays bytes untouched. Anything else puts the
-/// tenant's connections through the HTTP-aware policy relay, which checks
-/// every request against the [`Policy`](crate::policy::Policy).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccessPolicy {
-    /// `access: full` (or absent): byte-transparent relay.
-    Full,
-    /// `access: read-only`, `access: userns-safe` or a rules mapping
-    /// `{preset: .., bind_allow: [..], allow: [..], deny: [..]}`.
-    Policy(crate::policy::Policy),
-    /// A rules mapping with `scope: own`: the policy, and the tenant sees only
-    /// its own labelled objects on the engine (docs/security.md).
-    Scoped(crate::policy::Policy),
-}
-
-impl AccessPolicy {
-    /// The policy's kind as written in the file: `full`, `read-only`,
-    /// `userns-safe` or `rules` (a mapping with rules).
-    pub fn name(&self) -> &'static str {
-        match self {
-            AccessPolicy::Full => "full",
-            AccessPolicy::Policy(p) | AccessPolicy::Scoped(p)
-                if p.allow.is_empty() && p.deny.is_empty() =>
-            {
-                p.preset.map_or("rules", |p| p.name())
-            }
-            AccessPolicy::Policy(_) | AccessPolicy::Scoped(_) => "rules",
-        }
-    }
-
-    /// The policy requests are checked against; `None` for the byte relay.
-    pub fn policy(&self) -> Option<&crate::policy::Policy> {
-        match self {
-            AccessPolicy::Full => None,
-            AccessPolicy::Policy(p) | AccessPolicy::Scoped(p) => Some(p),
-        }
-    }
-
-    /// Whose objects the tenant sees (`scope:`; `engine` unless `own`).
-    pub fn scope(&self) -> crate::policy::scope::Scope {
-        match self {
-            AccessPolicy::Scoped(_) => crate::policy::scope::Scope::Own,
-            _ => crate::policy::scope::Scope::Engine,
-        }
-    }
-}
-
-impl fmt::Display for AccessPolicy {
-    /// `full`, or the policy's one-line summary (e.g. `read-only`,
-    /// `userns-safe (bind_allow /srv/data)`, `rules (2 allow, 1 deny)`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AccessPolicy::Full => f.write_str("full"),
-            AccessPolicy::Policy(p) => write!(f, "{p}"),
-            AccessPolicy::Scoped(p) => write!(f, "{p}, scope own"),
         }
     }
 }

@@ -15,7 +15,7 @@ use serde_yaml::Value;
 
 /// Deserialize a field that is present (possibly `null`) as `Some(..)`; with
 /// `#[serde(default)]` an absent field stays `None`.
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -81,6 +81,9 @@ pub(crate) struct RawDefaults {
     /// `connect_timeout:`.
     #[serde(default, deserialize_with = "present")]
     pub connect_timeout: Option<Value>,
+    /// `request_timeout:`.
+    #[serde(default, deserialize_with = "present")]
+    pub request_timeout: Option<Value>,
 }
 
 /// One tenant.
@@ -111,7 +114,7 @@ pub(crate) struct RawTenant {
     /// `allow:` (`Some(None)` when present but empty).
     #[serde(default, deserialize_with = "present")]
     pub allow: Option<Option<RawAllow>>,
-    /// `access:` (a name, or a rules mapping checked against [`RawAccessRules`]).
+    /// `access:` (a name, or a rules mapping checked against `access::RawAccessRules`).
     #[serde(default, deserialize_with = "present")]
     pub access: Option<Value>,
     /// `max_connections:`.
@@ -126,6 +129,9 @@ pub(crate) struct RawTenant {
     /// `connect_timeout:`.
     #[serde(default, deserialize_with = "present")]
     pub connect_timeout: Option<Value>,
+    /// `request_timeout:`.
+    #[serde(default, deserialize_with = "present")]
+    pub request_timeout: Option<Value>,
 }
 
 /// `allow:`.
@@ -156,27 +162,6 @@ pub(crate) struct RawUsernsMap {
     /// `gid:` (container side, default 0).
     #[serde(default, deserialize_with = "present")]
     pub gid: Option<Value>,
-}
-
-/// `access: {preset: .., bind_allow: [..], allow: [..], deny: [..]}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAccessRules {
-    /// `preset:` (full, read-only, userns-safe).
-    #[serde(default, deserialize_with = "present")]
-    pub preset: Option<Value>,
-    /// `bind_allow:` (userns-safe only).
-    #[serde(default, deserialize_with = "present")]
-    pub bind_allow: Option<Value>,
-    /// `allow:`.
-    #[serde(default, deserialize_with = "present")]
-    pub allow: Option<Value>,
-    /// `deny:`.
-    #[serde(default, deserialize_with = "present")]
-    pub deny: Option<Value>,
-    /// `scope:` (engine, own).
-    #[serde(default, deserialize_with = "present")]
-    pub scope: Option<Value>,
 }
 
 /// `tenants:` in file order; a tenant without settings (`name:` alone) is `None`.

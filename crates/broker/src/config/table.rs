@@ -78,6 +78,7 @@ mod tests {
             idle_timeout: None,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
         }
     }
 

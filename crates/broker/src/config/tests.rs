@@ -89,6 +89,7 @@ tenants:
     assert_eq!(ci.idle_timeout, None);
     assert_eq!(ci.drain_timeout, Duration::from_secs(30));
     assert_eq!(ci.connect_timeout, Duration::from_secs(5));
+    assert_eq!(ci.request_timeout, Duration::from_secs(10));
     assert_eq!(ci.allow, None);
     let p = &c.tenants["portainer"];
     assert_eq!((p.uid, p.gid), (231072, 231072));
@@ -108,6 +109,7 @@ defaults:
   idle_timeout: 15m
   drain_timeout: 1m
   connect_timeout: 2s
+  request_timeout: 20s
 tenants:
   a:
     listen: /run/sb/a/docker.sock
@@ -123,6 +125,7 @@ tenants:
     idle_timeout: null
     drain_timeout: 0s
     connect_timeout: 500ms
+    request_timeout: 1m
 "#);
     let a = &c.tenants["a"];
     assert_eq!(a.upstream, PathBuf::from("/run/podman/podman.sock"));
@@ -131,6 +134,7 @@ tenants:
     assert_eq!(a.idle_timeout, Some(Duration::from_secs(900)));
     assert_eq!(a.drain_timeout, Duration::from_secs(60));
     assert_eq!(a.connect_timeout, Duration::from_secs(2));
+    assert_eq!(a.request_timeout, Duration::from_secs(20));
     let b = &c.tenants["b"];
     assert_eq!(b.upstream, PathBuf::from("/var/run/docker.sock"));
     assert_eq!(b.mode, 0o640);
@@ -138,6 +142,7 @@ tenants:
     assert_eq!(b.idle_timeout, None, "null overrides the default: never");
     assert_eq!(b.drain_timeout, Duration::ZERO);
     assert_eq!(b.connect_timeout, Duration::from_millis(500));
+    assert_eq!(b.request_timeout, Duration::from_secs(60));
 }
 
 #[test]

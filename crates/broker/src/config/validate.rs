@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::access::{parse_access, AccessError};
 use super::error::{parse_unknown_field, unknown_key_message};
 use super::locate::Locator;
 use super::raw::{LazyModeShadow, RawAllow, RawConfig, RawDefaults, RawTenant, RawUsernsMap};
 use super::subid::{Kind, SubIdDb};
 use super::values::{
-    self, describe, parse_access, parse_duration, parse_id, parse_id_range, parse_max_connections,
-    parse_metrics_listen, parse_mode, parse_socket_path, AccessError, DurationKind, MAX_ID,
+    self, describe, parse_duration, parse_id, parse_id_range, parse_max_connections,
+    parse_metrics_listen, parse_mode, parse_socket_path, DurationKind, MAX_ID,
 };
 use super::{
     AccessPolicy, AllowList, Config, ConfigError, ConfigErrors, IdRange, MetricsConfig,
@@ -26,6 +27,8 @@ const DEFAULT_MODE: u32 = 0o660;
 const DEFAULT_MAX_CONNECTIONS: usize = 256;
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a policy-mode request head and body may take to arrive (docs/configuration.md).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 const EMPTY_FILE: &str = "file is empty; write `tenants: {}` to run with no tenants \
      (an empty file is refused so that a half-written file never removes every tenant)";
@@ -284,6 +287,7 @@ struct Common {
     idle_timeout: Option<Duration>,
     drain_timeout: Duration,
     connect_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl Common {
@@ -296,6 +300,7 @@ impl Common {
             idle_timeout: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -309,6 +314,7 @@ struct CommonRaw<'v> {
     idle_timeout: Option<&'v Value>,
     drain_timeout: Option<&'v Value>,
     connect_timeout: Option<&'v Value>,
+    request_timeout: Option<&'v Value>,
 }
 
 impl<'v> From<&'v RawDefaults> for CommonRaw<'v> {
@@ -321,6 +327,7 @@ impl<'v> From<&'v RawDefaults> for CommonRaw<'v> {
             idle_timeout: d.idle_timeout.as_ref(),
             drain_timeout: d.drain_timeout.as_ref(),
             connect_timeout: d.connect_timeout.as_ref(),
+            request_timeout: d.request_timeout.as_ref(),
         }
     }
 }
@@ -335,6 +342,7 @@ impl<'v> From<&'v RawTenant> for CommonRaw<'v> {
             idle_timeout: t.idle_timeout.as_ref(),
             drain_timeout: t.drain_timeout.as_ref(),
             connect_timeout: t.connect_timeout.as_ref(),
+            request_timeout: t.request_timeout.as_ref(),
         }
     }
 }
@@ -423,6 +431,7 @@ fn resolve(
                 idle_timeout: common.idle_timeout,
                 drain_timeout: common.drain_timeout,
                 connect_timeout: common.connect_timeout,
+                request_timeout: common.request_timeout,
             },
         );
     }
@@ -523,6 +532,11 @@ fn resolve_common<'m>(
         parse_duration(v, DurationKind::Connect)
     }) {
         c.connect_timeout = d;
+    }
+    if let Some(Some(d)) = ctx.value(scope, "request_timeout", raw.request_timeout, |v| {
+        parse_duration(v, DurationKind::Request)
+    }) {
+        c.request_timeout = d;
     }
     c
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::{AccessPolicy, IdRange, MetricsListen};
+use super::{IdRange, MetricsListen};
 
 /// The longest socket path `sockaddr_un.sun_path` can hold (108 bytes with the NUL).
 pub(crate) const SUN_PATH_MAX: usize = 107;
@@ -135,6 +135,8 @@ pub(crate) enum DurationKind {
     Drain,
     /// `connect_timeout`: must be above 0; `null` refused.
     Connect,
+    /// `request_timeout`: must be above 0; `null` refused.
+    Request,
 }
 
 /// A human duration (`30s`, `15m`, `1h`, `1h 30m`, `500ms`). `Ok(None)` only
@@ -193,6 +195,11 @@ pub(crate) fn parse_duration(v: &Value, kind: DurationKind) -> Result<Option<Dur
             DurationKind::Connect => {
                 return Err(
                     "0 would fail every upstream connect; use a duration such as 5s".into(),
+                )
+            }
+            DurationKind::Request => {
+                return Err(
+                    "0 would refuse every request with 408; use a duration such as 10s".into(),
                 )
             }
             DurationKind::Drain => {}
@@ -328,7 +335,7 @@ fn check_socket_path(s: &str, example: &str) -> Result<(), String> {
 }
 
 /// `s` with `.` and empty components dropped and `..` applied lexically.
-fn normalize(s: &str) -> String {
+pub(crate) fn normalize(s: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in Path::new(s).components() {
         match c {
@@ -394,266 +401,6 @@ pub(crate) fn parse_max_connections(v: &Value) -> Result<usize, String> {
         },
         other => Err(format!("{} is not a number; {HINT}", describe(other))),
     }
-}
-
-/// One problem with an `access` value.
-#[derive(Debug)]
-pub(crate) enum AccessError {
-    /// A message about `access` (`key: None`) or one of its keys (`allow`,
-    /// `preset`, ...), optionally about one list item (0-based).
-    Message {
-        /// The key under `access`, if the problem is inside the mapping.
-        key: Option<&'static str>,
-        /// The list item (0-based) the problem is in.
-        item: Option<usize>,
-        /// What is wrong and what to write instead.
-        message: String,
-    },
-    /// An unknown key inside a rules map (key, valid keys).
-    UnknownKey(String, Vec<String>),
-}
-
-impl AccessError {
-    fn at(key: Option<&'static str>, item: Option<usize>, message: impl Into<String>) -> Self {
-        AccessError::Message {
-            key,
-            item,
-            message: message.into(),
-        }
-    }
-}
-
-const ACCESS_HINT: &str = "write full, read-only, userns-safe, or a mapping such as \
-     {preset: userns-safe, bind_allow: [/srv/data]} or {allow: [\"GET,HEAD /**\"], deny: [..]}";
-
-/// `access`: `full`, `read-only`, `userns-safe`, or a mapping with `preset`,
-/// `bind_allow` (userns-safe only), `allow` and `deny` rule lists. Every
-/// problem is returned.
-pub(crate) fn parse_access(v: &Value) -> Result<AccessPolicy, Vec<AccessError>> {
-    use crate::policy::{Policy, Preset};
-    match v {
-        Value::String(s) => match s.trim() {
-            "full" => Ok(AccessPolicy::Full),
-            "rules" => Err(vec![AccessError::at(
-                None,
-                None,
-                "write rules as a mapping, e.g. access: {allow: [\"GET,HEAD /**\"], deny: [\"GET /secrets/**\"]}",
-            )]),
-            name => match Preset::from_name(name) {
-                Some(p) => Ok(AccessPolicy::Policy(Policy::preset(p))),
-                None => Err(vec![AccessError::at(
-                    None,
-                    None,
-                    format!("unknown access policy {name:?}; {ACCESS_HINT}"),
-                )]),
-            },
-        },
-        Value::Mapping(_) => {
-            let raw = match serde_yaml::from_value::<super::raw::RawAccessRules>(v.clone()) {
-                Ok(raw) => raw,
-                Err(e) => {
-                    let text = e.to_string();
-                    return Err(vec![match super::error::parse_unknown_field(&text) {
-                        Some(u) => AccessError::UnknownKey(u.key, u.expected),
-                        None => AccessError::at(None, None, format!("access rules: {text}; {ACCESS_HINT}")),
-                    }]);
-                }
-            };
-            parse_access_map(&raw)
-        }
-        Value::Null => Err(vec![AccessError::at(
-            None,
-            None,
-            format!("access has no value; {ACCESS_HINT}, or remove the key for full access"),
-        )]),
-        other => Err(vec![AccessError::at(
-            None,
-            None,
-            format!("{} is not an access policy; {ACCESS_HINT}", describe(other)),
-        )]),
-    }
-}
-
-fn parse_access_map(raw: &super::raw::RawAccessRules) -> Result<AccessPolicy, Vec<AccessError>> {
-    use crate::policy::scope::Scope;
-    use crate::policy::{Policy, Preset, Rule};
-    let mut errors = Vec::new();
-    let preset = match &raw.preset {
-        None => None,
-        Some(Value::String(s)) => match Preset::from_name(s.trim()) {
-            Some(p) => Some(p),
-            None => {
-                errors.push(AccessError::at(
-                    Some("preset"),
-                    None,
-                    format!("unknown preset {s:?}; write full, read-only or userns-safe"),
-                ));
-                None
-            }
-        },
-        Some(other) => {
-            errors.push(AccessError::at(
-                Some("preset"),
-                None,
-                format!(
-                    "{} is not a preset; write full, read-only or userns-safe",
-                    describe(other)
-                ),
-            ));
-            None
-        }
-    };
-    let rules = |key: &'static str, v: &Option<Value>, errors: &mut Vec<AccessError>| {
-        let mut out = Vec::new();
-        for (i, item) in list(key, v, "\"GET,HEAD /**\"", errors).iter().enumerate() {
-            match item {
-                Value::String(s) => match Rule::parse(s) {
-                    Ok(r) => out.push(r),
-                    Err(m) => errors.push(AccessError::at(Some(key), Some(i), format!("rule {}: {m}", i + 1))),
-                },
-                other => errors.push(AccessError::at(
-                    Some(key),
-                    Some(i),
-                    format!(
-                        "rule {}: {} is not a rule; write a string such as \"POST /containers/*/restart\"",
-                        i + 1,
-                        describe(other)
-                    ),
-                )),
-            }
-        }
-        out
-    };
-    let allow = rules("allow", &raw.allow, &mut errors);
-    let deny = rules("deny", &raw.deny, &mut errors);
-    let mut bind_allow = Vec::new();
-    for (i, item) in list("bind_allow", &raw.bind_allow, "/srv/data", &mut errors)
-        .iter()
-        .enumerate()
-    {
-        match parse_bind_dir(item) {
-            Ok(p) => bind_allow.push(p),
-            Err(m) => errors.push(AccessError::at(
-                Some("bind_allow"),
-                Some(i),
-                format!("entry {}: {m}", i + 1),
-            )),
-        }
-    }
-    if raw.bind_allow.is_some() && preset.is_some() && preset != Some(Preset::UsernsSafe) {
-        errors.push(AccessError::at(
-            Some("bind_allow"),
-            None,
-            format!(
-                "bind_allow only applies to preset: userns-safe (preset {} does not inspect bind mounts); \
-                 remove it or use preset: userns-safe",
-                preset.map_or("", |p| p.name())
-            ),
-        ));
-    } else if raw.bind_allow.is_some() && raw.preset.is_none() {
-        errors.push(AccessError::at(
-            Some("bind_allow"),
-            None,
-            "bind_allow only applies to preset: userns-safe; add preset: userns-safe",
-        ));
-    }
-    if errors.is_empty() && preset.is_none() && allow.is_empty() && raw.preset.is_none() {
-        errors.push(AccessError::at(
-            None,
-            None,
-            "these access rules admit nothing: add allow rules (e.g. allow: [\"GET,HEAD /**\"]), \
-             or a preset for what no rule matches (e.g. preset: full to allow everything but the deny rules)",
-        ));
-    }
-    let scope = parse_scope(raw.scope.as_ref(), &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let policy = Policy {
-        preset,
-        bind_allow,
-        allow,
-        deny,
-    };
-    Ok(match scope {
-        Scope::Engine => AccessPolicy::Policy(policy),
-        Scope::Own => AccessPolicy::Scoped(policy),
-    })
-}
-
-/// `access.scope`: `engine` (the default) or `own`.
-fn parse_scope(v: Option<&Value>, errors: &mut Vec<AccessError>) -> crate::policy::scope::Scope {
-    use crate::policy::scope::Scope;
-    const HINT: &str = "write engine (every object on the engine, the default) or own \
-                        (only the objects this tenant created, labelled io.sockbroker.tenant)";
-    match v {
-        None => Scope::Engine,
-        Some(Value::String(s)) => Scope::from_name(s.trim()).unwrap_or_else(|| {
-            errors.push(AccessError::at(
-                Some("scope"),
-                None,
-                format!("unknown scope {s:?}; {HINT}"),
-            ));
-            Scope::Engine
-        }),
-        Some(other) => {
-            errors.push(AccessError::at(
-                Some("scope"),
-                None,
-                format!("{} is not a scope; {HINT}", describe(other)),
-            ));
-            Scope::Engine
-        }
-    }
-}
-
-/// The items of an optional list under `access`; `null` is an empty list.
-fn list<'v>(
-    key: &'static str,
-    v: &'v Option<Value>,
-    example: &str,
-    errors: &mut Vec<AccessError>,
-) -> &'v [Value] {
-    match v {
-        None | Some(Value::Null) => &[],
-        Some(Value::Sequence(items)) => items,
-        Some(other) => {
-            errors.push(AccessError::at(
-                Some(key),
-                None,
-                format!(
-                    "{} is not a list; write a list, e.g. {key}: [{example}]",
-                    describe(other)
-                ),
-            ));
-            &[]
-        }
-    }
-}
-
-/// A `bind_allow` entry: an absolute directory in normal form.
-fn parse_bind_dir(v: &Value) -> Result<PathBuf, String> {
-    let Value::String(s) = v else {
-        return Err(format!(
-            "{} is not a path; write an absolute directory, e.g. /srv/data",
-            describe(v)
-        ));
-    };
-    if !s.starts_with('/') {
-        return Err(format!(
-            "{s:?} is a relative path; write an absolute directory, e.g. /srv/data"
-        ));
-    }
-    if s.contains('\0') {
-        return Err(format!("{s:?} contains a NUL byte"));
-    }
-    let normal = normalize(s);
-    if normal != *s && format!("{normal}/") != *s {
-        return Err(format!(
-            "{s:?} is not in normal form (it contains `.`, `..` or `//`); write it as {normal:?}"
-        ));
-    }
-    Ok(PathBuf::from(normal))
 }
 
 /// Tenant names: `[a-z0-9][a-z0-9_.-]{0,62}` (they become metric label values).
@@ -901,138 +648,6 @@ mod tests {
         assert!(parse_max_connections(&n(-3)).is_err());
         assert!(parse_max_connections(&s("10")).is_err());
         assert!(parse_max_connections(&yaml("2.5")).is_err());
-    }
-
-    /// The messages of a refused `access` value, as (key, item, message).
-    fn access_errors(v: &Value) -> Vec<(Option<&'static str>, Option<usize>, String)> {
-        match parse_access(v) {
-            Ok(p) => panic!("accepted: {p:?}"),
-            Err(errors) => errors
-                .into_iter()
-                .map(|e| match e {
-                    AccessError::Message { key, item, message } => (key, item, message),
-                    AccessError::UnknownKey(k, valid) => (
-                        None,
-                        None,
-                        format!("unknown {k}; valid {}", valid.join(",")),
-                    ),
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn access_policies() {
-        use crate::policy::{Policy, Preset, Rule};
-        assert_eq!(parse_access(&s("full")).ok(), Some(AccessPolicy::Full));
-        assert_eq!(
-            parse_access(&s("read-only")).ok(),
-            Some(AccessPolicy::Policy(Policy::preset(Preset::ReadOnly)))
-        );
-        assert_eq!(
-            parse_access(&s("userns-safe")).ok(),
-            Some(AccessPolicy::Policy(Policy::preset(Preset::UsernsSafe)))
-        );
-        let p = parse_access(&yaml(
-            "{allow: ['GET,HEAD /**', 'POST /containers/*/restart'], deny: ['GET /secrets/**']}",
-        ))
-        .unwrap();
-        assert_eq!(
-            p,
-            AccessPolicy::Policy(Policy {
-                preset: None,
-                bind_allow: vec![],
-                allow: vec![
-                    Rule::parse("GET,HEAD /**").unwrap(),
-                    Rule::parse("POST /containers/*/restart").unwrap()
-                ],
-                deny: vec![Rule::parse("GET /secrets/**").unwrap()],
-            })
-        );
-        assert_eq!(p.name(), "rules");
-        assert_eq!(p.to_string(), "rules (2 allow, 1 deny)");
-        let p = parse_access(&yaml(
-            "{preset: userns-safe, bind_allow: [/srv/data, /srv/x/]}",
-        ))
-        .unwrap();
-        assert_eq!(p.name(), "userns-safe");
-        assert_eq!(
-            p.policy().unwrap().bind_allow,
-            [PathBuf::from("/srv/data"), PathBuf::from("/srv/x")]
-        );
-        let p = parse_access(&yaml("{preset: full, deny: ['POST /containers/*/exec']}")).unwrap();
-        assert_eq!(p.to_string(), "full + rules (1 deny)");
-        assert!(parse_access(&yaml("{preset: read-only}")).is_ok());
-
-        use crate::policy::scope::Scope;
-        let p = parse_access(&yaml("{preset: userns-safe, scope: own}")).unwrap();
-        assert_eq!(p, AccessPolicy::Scoped(Policy::preset(Preset::UsernsSafe)));
-        assert_eq!((p.scope(), p.name()), (Scope::Own, "userns-safe"));
-        let p = parse_access(&yaml("{preset: read-only, scope: engine}")).unwrap();
-        assert_eq!(p, AccessPolicy::Policy(Policy::preset(Preset::ReadOnly)));
-        assert_eq!(p.scope(), Scope::Engine);
-        assert_eq!(AccessPolicy::Full.scope(), Scope::Engine);
-        let e = access_errors(&yaml("{preset: full, scope: mine}"));
-        assert_eq!(e[0].0, Some("scope"));
-        assert!(
-            e[0].2.contains("unknown scope \"mine\"; write engine"),
-            "{e:?}"
-        );
-        let e = access_errors(&yaml("{preset: full, scope: [own]}"));
-        assert!(e[0].2.contains("is not a scope"), "{e:?}");
-        let e = access_errors(&yaml("{scope: own}"));
-        assert!(e[0].2.contains("admit nothing"), "{e:?}");
-
-        let e = access_errors(&s("rules"));
-        assert!(e[0].2.contains("write rules as a mapping"), "{e:?}");
-        let e = access_errors(&s("readonly"));
-        assert!(
-            e[0].2.contains("unknown access policy \"readonly\""),
-            "{e:?}"
-        );
-        let e = access_errors(&yaml("{allow: [], denny: []}"));
-        assert!(
-            e[0].2
-                .contains("unknown denny; valid preset,bind_allow,allow,deny,scope"),
-            "{e:?}"
-        );
-        let e = access_errors(&yaml("{allow: ['GET /x', 'GOT /y', 7], deny: ['GET x']}"));
-        assert_eq!(e.len(), 3, "{e:?}");
-        assert_eq!((e[0].0, e[0].1), (Some("allow"), Some(1)));
-        assert!(
-            e[0].2.starts_with("rule 2: unknown method \"GOT\""),
-            "{e:?}"
-        );
-        assert!(
-            e[1].2.starts_with("rule 3: the number 7 is not a rule"),
-            "{e:?}"
-        );
-        assert_eq!((e[2].0, e[2].1), (Some("deny"), Some(0)));
-        assert!(e[2].2.contains("does not start with /"), "{e:?}");
-        let e = access_errors(&yaml("{deny: ['GET /x']}"));
-        assert!(e[0].2.contains("admit nothing"), "{e:?}");
-        let e = access_errors(&yaml("{allow: []}"));
-        assert!(e[0].2.contains("admit nothing"), "{e:?}");
-        let e = access_errors(&yaml("{preset: readonly}"));
-        assert_eq!(e[0].0, Some("preset"));
-        let e = access_errors(&yaml("{preset: read-only, bind_allow: [/srv]}"));
-        assert!(
-            e[0].2.contains("only applies to preset: userns-safe"),
-            "{e:?}"
-        );
-        let e = access_errors(&yaml("{allow: ['GET /**'], bind_allow: [/srv]}"));
-        assert!(e[0].2.contains("add preset: userns-safe"), "{e:?}");
-        let e = access_errors(&yaml(
-            "{preset: userns-safe, bind_allow: [srv, /a/../b, 3]}",
-        ));
-        assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].2.contains("relative path"), "{e:?}");
-        assert!(e[1].2.contains("write it as \"/b\""), "{e:?}");
-        assert_eq!((e[2].0, e[2].1), (Some("bind_allow"), Some(2)));
-        let e = access_errors(&yaml("{preset: userns-safe, bind_allow: /srv}"));
-        assert!(e[0].2.contains("is not a list"), "{e:?}");
-        assert!(parse_access(&Value::Null).is_err());
-        assert!(parse_access(&n(1)).is_err());
     }
 
     #[test]

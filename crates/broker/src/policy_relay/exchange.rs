@@ -503,3 +503,89 @@ where
         client_eof: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::Peer;
+
+    async fn filtered(response: &[u8], is_head: bool, filter: ResponseFilter) -> (Vec<u8>, bool) {
+        let metrics = crate::metrics::Metrics::new().tenant("t");
+        let stats = Stats::new(metrics);
+        let audit = Audit {
+            tenant: "t",
+            peer: Peer {
+                pid: 0,
+                uid: 0,
+                gid: 0,
+            },
+        };
+        let req = ReqInfo {
+            method: "GET",
+            path: "/system/df",
+            is_head,
+            swallow_continue: false,
+        };
+        let mut ur = response;
+        let mut out = Vec::new();
+        let mut ubuf = BytesMut::new();
+        let r = relay_response(
+            &mut ur,
+            &mut out,
+            &mut ubuf,
+            &req,
+            Some(filter),
+            &stats,
+            &audit,
+        )
+        .await;
+        match r {
+            Exchanged::Done { close, .. } => (out, close),
+            Exchanged::Answer(s) => (s.render(false), true),
+            Exchanged::Invalid(w) => (w.into_bytes(), true),
+            _ => panic!("unexpected end"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_filter_gets_the_decoded_body_and_its_result_is_reframed() {
+        let chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
+        let (out, close) = filtered(
+            chunked,
+            false,
+            Box::new(|status, body| {
+                assert_eq!((status, &body[..]), (200, &b"abcdef"[..]));
+                Ok(b"XY".to_vec())
+            }),
+        )
+        .await;
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\nXY"
+        );
+        assert!(!close);
+
+        let until_close = b"HTTP/1.1 200 OK\r\n\r\nall of it";
+        let (out, close) = filtered(until_close, false, Box::new(|_, b| Ok(b))).await;
+        assert!(out.ends_with(b"Content-Length: 9\r\n\r\nall of it"));
+        assert!(close, "a close-delimited response closes the connection");
+
+        let refused = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let (out, _) = filtered(
+            refused,
+            false,
+            Box::new(|_, _| Err(Synthetic::not_owned("No such container: x".into()))),
+        )
+        .await;
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("HTTP/1.1 404 Not Found\r\n"));
+
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            rewrite::FILTER_LIMIT + 1
+        );
+        let (out, _) = filtered(huge.as_bytes(), false, Box::new(|_, b| Ok(b))).await;
+        assert!(String::from_utf8(out).unwrap().contains("to filter"));
+    }
+}

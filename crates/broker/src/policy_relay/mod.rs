@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::tenant::Peer;
 use crate::tenant::TenantShared;
 pub use connection::Body;
-use connection::{Connection, Stats};
+use connection::{Connection, Incoming, Stats};
 use request::Session;
 pub use synthetic::{Audit, Synthetic};
 
@@ -192,4 +192,56 @@ pub async fn serve(
         end = %end,
         "connection closed: {end}"
     );
+}
+
+/// Over `max_connections`: read the client's first request head (waiting at
+/// most `request_timeout` from the accept) and answer `429` with the Docker
+/// JSON message, then close. The connection does not count as open
+/// meanwhile; it is counted in `requests_total{reason="limit"}` (the listener
+/// counts the rejected connection).
+pub async fn refuse_over_limit(
+    tenant: &TenantShared,
+    client: UnixStream,
+    peer: Peer,
+    kill: CancellationToken,
+) {
+    let spec = tenant.spec();
+    let stats = Stats::new(tenant.metrics().clone());
+    let audit = Audit {
+        tenant: tenant.name(),
+        peer,
+    };
+    let mut conn = Connection::new(client, &stats);
+    conn.set_request_timeout(Some(spec.request_timeout));
+    let head = tokio::select! {
+        _ = kill.cancelled() => return,
+        h = tokio::time::timeout(spec.request_timeout, conn.read_head()) => h,
+    };
+    let (method, path, answer) = match &head {
+        Ok(Ok(Incoming::Request(h))) => (
+            h.method.clone(),
+            crate::policy::normalize(&h.target).map_or_else(|_| "-".to_string(), |t| t.path),
+            true,
+        ),
+        // Nothing came, or not a request we can read: answer all the same.
+        Err(_) | Ok(Err(_)) => ("-".to_string(), "-".to_string(), true),
+        // The client left, or speaks HTTP/2 (which would not read it).
+        Ok(Ok(Incoming::Closed | Incoming::Http2)) => ("-".to_string(), "-".to_string(), false),
+    };
+    let syn = Synthetic::limit(tenant.name(), spec.max_connections);
+    tenant.metrics().request(syn.outcome());
+    let status = if answer { syn.status() } else { 0 };
+    audit.log(
+        &method,
+        &path,
+        syn.outcome().verdict(),
+        status,
+        syn.detail(),
+    );
+    if answer {
+        let _ = conn
+            .write(&syn.render(method.eq_ignore_ascii_case("HEAD")))
+            .await;
+    }
+    conn.shutdown().await;
 }

@@ -61,7 +61,10 @@ impl<'a> Session<'a> {
     /// Serve requests until the connection ends or turns into a raw relay.
     pub(super) async fn run(&mut self) -> Step {
         loop {
-            self.client.set_request_timeout(None);
+            // `request_timeout` runs from the head's first byte to the end
+            // of a body the broker reads itself (docs/configuration.md).
+            let timeout = self.tenant.spec().request_timeout;
+            self.client.set_request_timeout(Some(timeout));
             self.head_request = false;
             let head = self.client.read_head().await;
             // The policy as configured now, once the head is in: a reload
@@ -245,10 +248,22 @@ impl<'a> Session<'a> {
             };
             return self.answer(&method, &path, syn, false).await;
         }
+        let mut framing = head.body;
+        if out.body_replaced() && !read_whole && framing != Framing::Empty {
+            // A replaced body whose original is still unread: drop it.
+            match self.client.read_body(framing, INSPECT_LIMIT as u64).await {
+                Ok(Some(_)) => framing = Framing::Empty,
+                Ok(None) => {
+                    let syn = Synthetic::too_large(tenant, &method, &path, INSPECT_LIMIT);
+                    return self.answer(&method, &path, syn, false).await;
+                }
+                Err(e) => return self.read_failed(&method, &path, e).await,
+            }
+        }
         if let Err(syn) = self.connect().await {
             return self.answer(&method, &path, syn, false).await;
         }
-        let (wire, framing, filter) = out.into_wire(head.body);
+        let (wire, framing, filter) = out.into_wire(framing);
         self.tenant.metrics().request(RequestOutcome::Forwarded);
         if let Err(e) = self.upstream.send(&wire, self.stats).await {
             let syn = Synthetic::upstream_unavailable(&self.spec.upstream, &e);

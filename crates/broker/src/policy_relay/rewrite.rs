@@ -110,8 +110,10 @@ impl Outgoing {
         self.target.query = query.map(str::to_string);
     }
 
-    /// Forward `body` instead of the one received (which must have been read
-    /// whole: see [`wants_body`]); it goes out with a `Content-Length`.
+    /// Forward `body` instead of the one received; it goes out with a
+    /// `Content-Length`. Ask for the received one in [`wants_body`]: if it
+    /// was not read, the relay reads and drops it (bounded like an
+    /// inspected body).
     pub fn set_body(&mut self, body: Vec<u8>) {
         self.body = Some(Body {
             raw: Vec::new(),
@@ -143,6 +145,11 @@ impl Outgoing {
     /// (`logs -f`, `events`): they would be buffered until they end.
     pub fn filter_response(&mut self, filter: ResponseFilter) {
         self.filter = Some(filter);
+    }
+
+    /// Whether [`set_body`](Self::set_body) replaced the body.
+    pub(super) fn body_replaced(&self) -> bool {
+        self.body_replaced
     }
 
     /// The bytes to write to the upstream first, the framing of what follows

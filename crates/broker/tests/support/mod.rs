@@ -366,6 +366,7 @@ pub fn spec(name: &str, dir: &Path, upstream: &Path, access: AccessPolicy) -> Te
         idle_timeout: None,
         drain_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(10),
     }
 }
 
