@@ -189,6 +189,18 @@ fn valid_fixtures_resolve_as_documented() {
         "rules (1 allow)"
     );
 
+    let c = load_valid("access-scope-own.yaml");
+    for t in ["ci-a", "ci-b"] {
+        let a = &c.tenants[t].access;
+        assert!(matches!(a, AccessPolicy::Scoped(_)), "{t}: {a:?}");
+        assert_eq!(a.policy().unwrap().preset, Some(Preset::UsernsSafe));
+        assert_eq!(a.to_string(), "userns-safe, scope own");
+    }
+    assert_eq!(
+        c.tenants["ops"].access,
+        AccessPolicy::Policy(sockbroker::policy::Policy::preset(Preset::Full))
+    );
+
     let c = load_valid("access-userns-safe.yaml");
     assert_eq!(c.tenants["ci"].access.name(), "userns-safe");
     let data = c.tenants["data"].access.policy().unwrap();

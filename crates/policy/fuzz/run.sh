@@ -18,7 +18,7 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   exit 1
 fi
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-for target in request framing rule_match; do
+for target in request framing rule_match scope_query scope_body; do
   mkdir -p "corpus/$target"
   echo "fuzz: $target for ${secs}s"
   cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \

@@ -41,6 +41,7 @@ pub mod inspect;
 pub mod path;
 pub mod route;
 pub mod rules;
+pub mod scope;
 
 use std::fmt;
 use std::path::PathBuf;

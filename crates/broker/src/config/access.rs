@@ -1,7 +1,7 @@
 //! The `access` setting: a tenant's Docker API access policy, and how it is
 //! read from the file — `full`, `read-only`, `userns-safe`, or a mapping with
-//! `preset`, `bind_allow`, `allow` and `deny` (docs/configuration.md "Access
-//! policies"). A new key of the mapping goes into [`RawAccessRules`] (the
+//! `preset`, `bind_allow`, `allow`, `deny` and `scope` (docs/configuration.md
+//! "Access policies", "Tenant isolation"). A new key of the mapping goes into [`RawAccessRules`] (the
 //! schema: unknown keys are errors) and [`parse_access_map`] (its checks).
 
 use std::fmt;
@@ -25,6 +25,9 @@ pub enum AccessPolicy {
     /// `access: read-only`, `access: userns-safe` or a rules mapping
     /// `{preset: .., bind_allow: [..], allow: [..], deny: [..]}`.
     Policy(crate::policy::Policy),
+    /// A rules mapping with `scope: own`: the policy, and the tenant sees only
+    /// its own labelled objects on the engine (docs/security.md).
+    Scoped(crate::policy::Policy),
 }
 
 impl AccessPolicy {
@@ -33,10 +36,12 @@ impl AccessPolicy {
     pub fn name(&self) -> &'static str {
         match self {
             AccessPolicy::Full => "full",
-            AccessPolicy::Policy(p) if p.allow.is_empty() && p.deny.is_empty() => {
+            AccessPolicy::Policy(p) | AccessPolicy::Scoped(p)
+                if p.allow.is_empty() && p.deny.is_empty() =>
+            {
                 p.preset.map_or("rules", |p| p.name())
             }
-            AccessPolicy::Policy(_) => "rules",
+            AccessPolicy::Policy(_) | AccessPolicy::Scoped(_) => "rules",
         }
     }
 
@@ -44,7 +49,15 @@ impl AccessPolicy {
     pub fn policy(&self) -> Option<&crate::policy::Policy> {
         match self {
             AccessPolicy::Full => None,
-            AccessPolicy::Policy(p) => Some(p),
+            AccessPolicy::Policy(p) | AccessPolicy::Scoped(p) => Some(p),
+        }
+    }
+
+    /// Whose objects the tenant sees (`scope:`; `engine` unless `own`).
+    pub fn scope(&self) -> crate::policy::scope::Scope {
+        match self {
+            AccessPolicy::Scoped(_) => crate::policy::scope::Scope::Own,
+            _ => crate::policy::scope::Scope::Engine,
         }
     }
 }
@@ -56,6 +69,7 @@ impl fmt::Display for AccessPolicy {
         match self {
             AccessPolicy::Full => f.write_str("full"),
             AccessPolicy::Policy(p) => write!(f, "{p}"),
+            AccessPolicy::Scoped(p) => write!(f, "{p}, scope own"),
         }
     }
 }
@@ -76,6 +90,9 @@ pub(crate) struct RawAccessRules {
     /// `deny:`.
     #[serde(default, deserialize_with = "present")]
     pub deny: Option<Value>,
+    /// `scope:` (engine, own).
+    #[serde(default, deserialize_with = "present")]
+    pub scope: Option<Value>,
 }
 
 /// One problem with an `access` value.
@@ -157,6 +174,7 @@ pub(crate) fn parse_access(v: &Value) -> Result<AccessPolicy, Vec<AccessError>> 
 }
 
 fn parse_access_map(raw: &RawAccessRules) -> Result<AccessPolicy, Vec<AccessError>> {
+    use crate::policy::scope::Scope;
     use crate::policy::{Policy, Preset, Rule};
     let mut errors = Vec::new();
     let preset = match &raw.preset {
@@ -246,15 +264,46 @@ fn parse_access_map(raw: &RawAccessRules) -> Result<AccessPolicy, Vec<AccessErro
              or a preset for what no rule matches (e.g. preset: full to allow everything but the deny rules)",
         ));
     }
+    let scope = parse_scope(raw.scope.as_ref(), &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(AccessPolicy::Policy(Policy {
+    let policy = Policy {
         preset,
         bind_allow,
         allow,
         deny,
-    }))
+    };
+    Ok(match scope {
+        Scope::Engine => AccessPolicy::Policy(policy),
+        Scope::Own => AccessPolicy::Scoped(policy),
+    })
+}
+
+/// `access.scope`: `engine` (the default) or `own`.
+fn parse_scope(v: Option<&Value>, errors: &mut Vec<AccessError>) -> crate::policy::scope::Scope {
+    use crate::policy::scope::Scope;
+    const HINT: &str = "write engine (every object on the engine, the default) or own \
+                        (only the objects this tenant created, labelled io.sockbroker.tenant)";
+    match v {
+        None => Scope::Engine,
+        Some(Value::String(s)) => Scope::from_name(s.trim()).unwrap_or_else(|| {
+            errors.push(AccessError::at(
+                Some("scope"),
+                None,
+                format!("unknown scope {s:?}; {HINT}"),
+            ));
+            Scope::Engine
+        }),
+        Some(other) => {
+            errors.push(AccessError::at(
+                Some("scope"),
+                None,
+                format!("{} is not a scope; {HINT}", describe(other)),
+            ));
+            Scope::Engine
+        }
+    }
 }
 
 /// The items of an optional list under `access`; `null` is an empty list.
@@ -381,6 +430,25 @@ mod tests {
         assert_eq!(p.to_string(), "full + rules (1 deny)");
         assert!(parse_access(&yaml("{preset: read-only}")).is_ok());
 
+        use crate::policy::scope::Scope;
+        let p = parse_access(&yaml("{preset: userns-safe, scope: own}")).unwrap();
+        assert_eq!(p, AccessPolicy::Scoped(Policy::preset(Preset::UsernsSafe)));
+        assert_eq!((p.scope(), p.name()), (Scope::Own, "userns-safe"));
+        let p = parse_access(&yaml("{preset: read-only, scope: engine}")).unwrap();
+        assert_eq!(p, AccessPolicy::Policy(Policy::preset(Preset::ReadOnly)));
+        assert_eq!(p.scope(), Scope::Engine);
+        assert_eq!(AccessPolicy::Full.scope(), Scope::Engine);
+        let e = access_errors(&yaml("{preset: full, scope: mine}"));
+        assert_eq!(e[0].0, Some("scope"));
+        assert!(
+            e[0].2.contains("unknown scope \"mine\"; write engine"),
+            "{e:?}"
+        );
+        let e = access_errors(&yaml("{preset: full, scope: [own]}"));
+        assert!(e[0].2.contains("is not a scope"), "{e:?}");
+        let e = access_errors(&yaml("{scope: own}"));
+        assert!(e[0].2.contains("admit nothing"), "{e:?}");
+
         let e = access_errors(&s("rules"));
         assert!(e[0].2.contains("write rules as a mapping"), "{e:?}");
         let e = access_errors(&s("readonly"));
@@ -391,7 +459,7 @@ mod tests {
         let e = access_errors(&yaml("{allow: [], denny: []}"));
         assert!(
             e[0].2
-                .contains("unknown denny; valid preset,bind_allow,allow,deny"),
+                .contains("unknown denny; valid preset,bind_allow,allow,deny,scope"),
             "{e:?}"
         );
         let e = access_errors(&yaml("{allow: ['GET /x', 'GOT /y', 7], deny: ['GET x']}"));

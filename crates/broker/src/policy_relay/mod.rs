@@ -38,8 +38,10 @@ pub use sockbroker_policy::http1;
 
 mod connection;
 mod exchange;
+pub mod lookup;
 mod request;
 pub mod rewrite;
+mod scope;
 mod synthetic;
 
 use std::io;

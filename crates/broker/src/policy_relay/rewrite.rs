@@ -21,6 +21,7 @@ use super::connection::Body;
 use super::http1::Framing;
 use super::synthetic::Synthetic;
 use crate::config::TenantSpec;
+use crate::policy::scope::Scope;
 use crate::policy::Target;
 
 /// A response body filter: gets the engine's status and whole (decoded) body,
@@ -70,6 +71,22 @@ impl Outgoing {
         &self.target
     }
 
+    /// The values of every header field named `name` (ignoring case), as sent.
+    pub fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.head
+            .split(|&b| b == b'\n')
+            .skip(1)
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let field = String::from_utf8_lossy(&line[..colon]);
+                field
+                    .trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| line[colon + 1..].trim_ascii().to_vec())
+            })
+            .collect()
+    }
+
     /// The decoded body, if it was read whole.
     pub fn body(&self) -> Option<&[u8]> {
         self.body.as_ref().map(|b| b.decoded.as_slice())
@@ -105,6 +122,24 @@ impl Outgoing {
         self.body_replaced = true;
     }
 
+    /// [`Outgoing::set_body`] with a JSON body, adding `Content-Type:
+    /// application/json` when the request had none (the engine refuses a
+    /// non-empty body without it; a stamped create may have had no body).
+    pub fn set_json_body(&mut self, body: Vec<u8>) {
+        if self.header_values("content-type").is_empty() {
+            let line_end = self
+                .head
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(self.head.len(), |i| i + 1);
+            let mut head = self.head[..line_end].to_vec();
+            head.extend_from_slice(b"Content-Type: application/json\r\n");
+            head.extend_from_slice(&self.head[line_end..]);
+            self.head = head;
+        }
+        self.set_body(body);
+    }
+
     /// Give the response body (whole, decoded, up to [`FILTER_LIMIT`]) to
     /// `filter` and send the client what it returns instead. Not for streams
     /// (`logs -f`, `events`): they would be buffered until they end.
@@ -138,17 +173,18 @@ impl Outgoing {
 
 /// Whether the rewrite step needs the body of this request read whole before
 /// [`before_forward`] (bounded like inspected bodies).
-pub(super) fn wants_body(_spec: &TenantSpec, _method: &str, _target: &Target) -> bool {
-    false
+pub(super) fn wants_body(spec: &TenantSpec, method: &str, target: &Target) -> bool {
+    spec.access.scope() == Scope::Own && super::scope::wants_body(method, target)
 }
 
-/// The rewrite step: change `req`, or answer it with `Err`. Today: forward
-/// every request as it is.
-pub(super) async fn before_forward(
-    _spec: &TenantSpec,
-    _req: &mut Outgoing,
-) -> Result<(), Synthetic> {
-    Ok(())
+/// The rewrite step: change `req`, or answer it with `Err`. `scope: own`
+/// tenants' requests are confined to their own objects
+/// ([`super::scope`]); others go as they are.
+pub(super) async fn before_forward(spec: &TenantSpec, req: &mut Outgoing) -> Result<(), Synthetic> {
+    match spec.access.scope() {
+        Scope::Own => super::scope::before_forward(spec, req).await,
+        Scope::Engine => Ok(()),
+    }
 }
 
 /// `head` with its request target replaced by `target`.

@@ -79,6 +79,58 @@ impl Synthetic {
         )
     }
 
+    /// `403` for a scoped tenant acting on a shared object it may not change
+    /// (removing an image not labelled for it).
+    pub fn not_yours(message: String) -> Self {
+        Self::new(
+            403,
+            RequestOutcome::NotOwned,
+            message,
+            "not owned (shared)".into(),
+            false,
+        )
+    }
+
+    /// `409`: a scoped tenant's create names something (a container or
+    /// volume name) another tenant holds; the message does not say which.
+    pub fn conflict(message: String) -> Self {
+        Self::new(
+            409,
+            RequestOutcome::NotOwned,
+            message,
+            "name held by another tenant".into(),
+            false,
+        )
+    }
+
+    /// `400` for a request whose head and body were read whole but which the
+    /// broker cannot rewrite (a malformed `filters`, a create body with two
+    /// `Labels`); the connection stays usable.
+    pub fn invalid(message: String) -> Self {
+        Self::new(
+            400,
+            RequestOutcome::BadRequest,
+            message.clone(),
+            message,
+            false,
+        )
+    }
+
+    /// `502`: a lookup the broker needed before forwarding (`scope: own`)
+    /// failed or did not finish in time; nothing was forwarded.
+    pub fn lookup_failed(upstream: &std::path::Path, what: &str) -> Self {
+        Self::new(
+            502,
+            RequestOutcome::UpstreamUnavailable,
+            format!(
+                "sockbroker: upstream {} did not answer a lookup: {what}",
+                upstream.display()
+            ),
+            format!("lookup failed: {what}"),
+            true,
+        )
+    }
+
     /// `400`/`431`/`501`: a request the broker cannot check (`status` from
     /// the framing error). Closes: where the next request starts is unknown.
     pub fn bad_request(status: u16, message: String, detail: String) -> Self {
@@ -233,6 +285,7 @@ fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         408 => "Request Timeout",
+        409 => "Conflict",
         413 => "Payload Too Large",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -1,0 +1,410 @@
+//! `scope: own` in-process: `policy_relay::serve` on one end of a
+//! `UnixStream::pair()`, and a fake engine that knows two tenants'
+//! containers and volumes and answers inspects the way Docker does (name,
+//! full ID, unique ID prefix; "Multiple IDs" for an ambiguous prefix). The
+//! real engine, the docker CLI and docker-compose: tests/e2e/scope.rs.
+
+mod support;
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use sockbroker::config::AccessPolicy;
+use sockbroker::policy::{Policy, Preset};
+use sockbroker::policy_relay::{self, Peer};
+use sockbroker::tenant::TenantShared;
+use support::{get, metric, post, requests, spec, tenant, Client};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+const ID_A: &str = "aa11000000000000000000000000000000000000000000000000000000000001";
+const ID_B: &str = "aa22000000000000000000000000000000000000000000000000000000000002";
+const LABEL: &str = "io.sockbroker.tenant";
+
+/// (full ID, name, owner label) of the engine's containers.
+const CONTAINERS: [(&str, &str, &str); 2] = [(ID_A, "web-a", "a"), (ID_B, "web-b", "b")];
+
+/// A request the fake engine got: (method, target, body).
+type Request3 = (String, String, Vec<u8>);
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<Request3>>>);
+
+impl Seen {
+    /// What the client's requests became (they carry the `/v1.41` prefix;
+    /// the broker's own lookups do not).
+    fn forwarded(&self) -> Vec<Request3> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, _)| t.starts_with("/v1.41/"))
+            .cloned()
+            .collect()
+    }
+}
+
+fn json(status: u16, v: serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .body(Full::new(Bytes::from(v.to_string())))
+        .unwrap()
+}
+
+async fn answer(req: Request<hyper::body::Incoming>, seen: Seen) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let target = req.uri().to_string();
+    let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
+    seen.0
+        .lock()
+        .unwrap()
+        .push((method.clone(), target.clone(), body));
+    let path = target.split('?').next().unwrap().to_string();
+    let path = path.strip_prefix("/v1.41").unwrap_or(&path);
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    match (method.as_str(), segs.as_slice()) {
+        ("GET", ["containers", "hang", "json"]) => std::future::pending().await,
+        ("GET", ["containers", r, "json"]) if *r != "json" => {
+            let r = percent(r);
+            let hits: Vec<_> = CONTAINERS
+                .iter()
+                .filter(|(id, name, _)| *id == r || *name == r)
+                .chain(CONTAINERS.iter().filter(|(id, _, _)| id.starts_with(&r)))
+                .collect();
+            match hits.first() {
+                None => json(
+                    404,
+                    serde_json::json!({"message": format!("No such container: {r}")}),
+                ),
+                Some(_)
+                    if hits.len() > 1
+                        && !CONTAINERS.iter().any(|(id, n, _)| *id == r || *n == r) =>
+                {
+                    json(
+                        500,
+                        serde_json::json!({"message": format!("Multiple IDs found with provided prefix: {r}")}),
+                    )
+                }
+                Some((id, name, owner)) => json(
+                    200,
+                    serde_json::json!({"Id": id, "Name": format!("/{name}"), "Config": {"Labels": {LABEL: owner}}}),
+                ),
+            }
+        }
+        ("GET", ["volumes", r]) => match percent(r).as_str() {
+            "vol-b" => json(
+                200,
+                serde_json::json!({"Name": "vol-b", "Labels": {LABEL: "b"}}),
+            ),
+            r => json(
+                404,
+                serde_json::json!({"message": format!("get {r}: no such volume")}),
+            ),
+        },
+        ("POST", ["volumes", "create"]) => json(
+            201,
+            serde_json::json!({"Name": "x", "Labels": {LABEL: "a"}}),
+        ),
+        _ => json(200, serde_json::json!({})),
+    }
+}
+
+fn percent(s: &str) -> String {
+    String::from_utf8(sockbroker::policy::path::percent_decode(s.as_bytes()).unwrap()).unwrap()
+}
+
+fn fake_engine(path: &Path) -> Seen {
+    let l = UnixListener::bind(path).unwrap();
+    let seen = Seen::default();
+    let s2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen = s2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let seen = seen.clone();
+                    async move { Ok::<_, Infallible>(answer(req, seen).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    seen
+}
+
+struct Scene {
+    _dir: tempfile::TempDir,
+    seen: Seen,
+    tenant: Arc<TenantShared>,
+    metrics: sockbroker::metrics::Metrics,
+}
+
+fn scene() -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = dir.path().join("engine.sock");
+    let seen = fake_engine(&engine);
+    let mut s = spec(
+        "a",
+        dir.path(),
+        &engine,
+        AccessPolicy::Scoped(Policy::preset(Preset::UsernsSafe)),
+    );
+    s.connect_timeout = Duration::from_millis(200);
+    let (tenant, metrics) = tenant(s);
+    Scene {
+        _dir: dir,
+        seen,
+        tenant,
+        metrics,
+    }
+}
+
+fn connect(tenant: &Arc<TenantShared>) -> Client {
+    let (client, server) = UnixStream::pair().unwrap();
+    let t = tenant.clone();
+    tokio::spawn(async move {
+        let me = Peer {
+            pid: std::process::id() as i32,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        };
+        policy_relay::serve(&t, server, me, CancellationToken::new(), Instant::now()).await;
+    });
+    Client::new(client)
+}
+
+#[tokio::test]
+async fn others_objects_are_answered_like_missing_ones() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    let prefix_b = &ID_B[..6];
+    for r in ["web-b", ID_B, prefix_b, "aa", "nothere"] {
+        let resp = c.call(&get(&format!("/v1.41/containers/{r}/json"))).await;
+        assert_eq!(resp.status, 404, "{r}");
+        assert_eq!(
+            resp.text(),
+            format!("{{\"message\":\"No such container: {r}\"}}"),
+            "{r}"
+        );
+        assert_eq!(resp.header("connection"), None, "{r}: the connection stays");
+    }
+    for r in ["web-b", ID_B] {
+        for req in [
+            post(&format!("/v1.41/containers/{r}/stop"), ""),
+            post(&format!("/v1.41/containers/{r}/exec"), r#"{"Cmd":["sh"]}"#),
+            format!("DELETE /v1.41/containers/{r}?force=1 HTTP/1.1\r\nHost: d\r\n\r\n"),
+        ] {
+            let resp = c.call(&req).await;
+            assert_eq!(
+                (resp.status, resp.message()),
+                (404, format!("No such container: {r}"))
+            );
+        }
+    }
+    let resp = c.call(&get("/v1.41/volumes/vol-b")).await;
+    assert_eq!(
+        (resp.status, resp.message()),
+        (404, "get vol-b: no such volume".to_string())
+    );
+    assert!(s.seen.forwarded().is_empty(), "{:?}", s.seen.forwarded());
+    assert_eq!(
+        metric(&s.metrics, &requests("a", "denied", "not_owned")),
+        Some(12.0)
+    );
+}
+
+#[tokio::test]
+async fn own_objects_are_forwarded_by_full_id() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    for r in ["web-a", ID_A, &ID_A[..5]] {
+        let resp = c
+            .call(&get(&format!("/v1.41/containers/{r}/logs?stdout=1")))
+            .await;
+        assert_eq!(resp.status, 200, "{r}");
+    }
+    let targets: Vec<String> = s.seen.forwarded().into_iter().map(|(_, t, _)| t).collect();
+    assert_eq!(
+        targets,
+        vec![format!("/v1.41/containers/{ID_A}/logs?stdout=1"); 3]
+    );
+    // The ID's owner is cached: a second request by full ID asks the engine nothing.
+    let before = s.seen.0.lock().unwrap().len();
+    c.call(&get(&format!("/v1.41/containers/{ID_A}/json")))
+        .await;
+    assert_eq!(s.seen.0.lock().unwrap().len(), before + 1);
+}
+
+#[tokio::test]
+async fn lists_prunes_and_events_carry_the_tenants_label() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    for (req, path) in [
+        (
+            get("/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%5B%22x%3D1%22%5D%7D"),
+            "/containers/json",
+        ),
+        (
+            get("/v1.41/events?filters=%7B%7D&filters=%7B%7D"),
+            "/events",
+        ),
+        (post("/v1.41/volumes/prune", ""), "/volumes/prune"),
+    ] {
+        let resp = c.call(&req).await;
+        assert_eq!(resp.status, 200, "{path}");
+        let (_, target, _) = s.seen.forwarded().pop().unwrap();
+        let (p, q) = target.split_once('?').unwrap();
+        assert_eq!(p, format!("/v1.41{path}"));
+        let filters = sockbroker::policy::scope::query::first(Some(q), "filters").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&filters).unwrap();
+        assert_eq!(v["label"]["io.sockbroker.tenant=a"], true, "{target}");
+        assert_eq!(q.matches("filters=").count(), 1, "{target}");
+    }
+    let n = s.seen.forwarded().len();
+    let resp = c.call(&get("/v1.41/containers/json?filters=%7Bnope")).await;
+    assert_eq!(resp.status, 400);
+    assert!(
+        resp.message().starts_with("invalid filter"),
+        "{}",
+        resp.message()
+    );
+    assert_eq!(
+        c.call(&get("/_ping")).await.status,
+        200,
+        "the connection is still usable"
+    );
+    // A form body would override the query; its body is left unread, so the
+    // connection closes after the refusal.
+    let form = "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\nfilters={}";
+    let resp = c.call(form).await;
+    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(s.seen.forwarded().len(), n, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn creates_are_stamped_and_their_references_checked() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    let resp = c
+        .call(&post(
+            "/v1.41/containers/create?name=mine",
+            r#"{"Image":"x","Labels":{"io.sockbroker.tenant":"b","k":"v"},"HostConfig":{"VolumesFrom":["web-a"],"Binds":["new-vol:/d"]}}"#,
+        ))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let (_, target, body) = s.seen.forwarded().pop().unwrap();
+    assert_eq!(target, "/v1.41/containers/create?name=mine");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["Labels"][LABEL], "a");
+    assert_eq!(v["Labels"]["k"], "v");
+    // new-vol did not exist: the broker created it with the tenant's label.
+    let created = s
+        .seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(m, t, _)| m == "POST" && t == "/volumes/create")
+        .cloned()
+        .expect("a volume create");
+    let v: serde_json::Value = serde_json::from_slice(&created.2).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"Name": "new-vol", "Labels": {LABEL: "a"}})
+    );
+
+    let n = s.seen.forwarded().len();
+    for (body, status, msg) in [
+        (
+            r#"{"HostConfig":{"VolumesFrom":["web-b:ro"]}}"#,
+            404,
+            "No such container: web-b",
+        ),
+        (
+            r#"{"HostConfig":{"NetworkMode":"container:web-b"}}"#,
+            404,
+            "No such container: web-b",
+        ),
+        (
+            r#"{"HostConfig":{"Binds":["vol-b:/d"]}}"#,
+            404,
+            "get vol-b: no such volume",
+        ),
+        (
+            r#"{"Labels":{},"labels":{"io.sockbroker.tenant":"b"}}"#,
+            400,
+            "more than one Labels key",
+        ),
+        (r#"{"Labels":"b"}"#, 400, "Labels must be an object"),
+        (r#"{"Image":"x","Image":"y"}"#, 400, "repeats the key"),
+    ] {
+        let resp = c.call(&post("/v1.41/containers/create", body)).await;
+        assert_eq!(resp.status, status, "{body}: {}", resp.text());
+        assert!(resp.message().contains(msg), "{body}: {}", resp.message());
+    }
+    let resp = c
+        .call(&post("/v1.41/containers/create?name=web-b", "{}"))
+        .await;
+    assert_eq!(resp.status, 409);
+    assert!(!resp.text().contains(ID_B), "the holder's ID does not leak");
+    assert_eq!(s.seen.forwarded().len(), n, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn a_lookup_that_hangs_or_fails_never_lets_a_request_through() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    let started = Instant::now();
+    let resp = c.call(&post("/v1.41/containers/hang/stop", "")).await;
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert!(
+        resp.message().contains("did not answer a lookup"),
+        "{}",
+        resp.message()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(s.seen.forwarded().is_empty());
+
+    // The engine gone: a 502 too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut sp = spec(
+        "a",
+        dir.path(),
+        &dir.path().join("nothing.sock"),
+        AccessPolicy::Scoped(Policy::preset(Preset::Full)),
+    );
+    sp.connect_timeout = Duration::from_millis(100);
+    let (t, _m) = tenant(sp);
+    let mut c = connect(&t);
+    let resp = c.call(&get("/v1.41/containers/web-a/json")).await;
+    assert_eq!(resp.status, 502, "{}", resp.text());
+}
+
+#[tokio::test]
+async fn unscoped_and_refused_routes() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    for req in [
+        get("/v1.41/swarm"),
+        get("/v1.41/plugins"),
+        post("/grpc", ""),
+        get("/v1.41/nope"),
+    ] {
+        let resp = c.call(&req).await;
+        assert_eq!(resp.status, 403, "{req}: {}", resp.text());
+        assert!(resp.message().contains("scope own"), "{}", resp.message());
+    }
+    // Images are shared: read as they are.
+    let resp = c.call(&get("/v1.41/images/json")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(s.seen.forwarded().pop().unwrap().1, "/v1.41/images/json");
+}
