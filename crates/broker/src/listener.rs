@@ -24,6 +24,9 @@ pub enum TenantState {
     Up,
     /// Not listening; the reason says what to fix. Retried periodically.
     Down(String),
+    /// Listening, but not as configured (an owner/mode change failed); the
+    /// reason says what. Retried periodically.
+    Degraded(String),
 }
 
 /// What a tenant's listeners and connections share. Lives as long as the tenant
@@ -74,7 +77,7 @@ impl TenantShared {
 
     /// Record up/down (state, gauge and, when down, a log line).
     pub fn set_state(&self, state: TenantState) {
-        self.metrics.set_up(matches!(state, TenantState::Up));
+        self.metrics.set_up(!matches!(state, TenantState::Down(_)));
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
@@ -125,8 +128,21 @@ impl ListenerHandle {
     /// Stop accepting and unlink the socket now; return a future that lets open
     /// connections finish for up to `drain_timeout`, then closes them.
     pub fn retire(self, drain_timeout: Duration) -> impl std::future::Future<Output = ()> {
+        self.retire_with(drain_timeout, true)
+    }
+
+    /// [`ListenerHandle::retire`], but with `unlink: false` the socket file
+    /// stays: another process (after an upgrade) or the service manager's
+    /// descriptor store (across a restart) keeps serving that inode.
+    pub fn retire_with(
+        self,
+        drain_timeout: Duration,
+        unlink: bool,
+    ) -> impl std::future::Future<Output = ()> {
         self.stop_accept.cancel();
-        self.socket.remove();
+        if unlink {
+            self.socket.remove();
+        }
         self.conns.close();
         async move {
             if tokio::time::timeout(drain_timeout, self.conns.wait())
