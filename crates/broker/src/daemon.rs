@@ -236,6 +236,11 @@ impl Daemon {
         start: StartCommand,
     ) -> anyhow::Result<Daemon> {
         let ready_pipe = handed.ready.take();
+        if ready_pipe.is_some() {
+            // Until we are ready, the previous process is the service.
+            notify::hold();
+        }
+        let handed_names: Vec<String> = handed.sockets.keys().cloned().collect();
         let text = config::read(&opts.config).map_err(|e| {
             anyhow::anyhow!(
                 "cannot read the configuration, nothing started:\n{e}\nfix it and start again"
@@ -292,6 +297,23 @@ impl Daemon {
             }
             None => None,
         };
+        if ready_pipe.is_some() {
+            // Ready means serving every tenant the previous process served.
+            let down = sup.down_tenants();
+            let lost: Vec<&String> = handed_names.iter().filter(|n| down.contains(n)).collect();
+            if !lost.is_empty() {
+                if let Some(h) = http {
+                    h.stop_keeping_socket();
+                }
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), sup.shutdown(Stop::KeepSockets))
+                        .await;
+                anyhow::bail!(
+                    "upgrade: cannot take over tenant(s) {} (see above); the previous process keeps serving",
+                    lost.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
         sup.close_unclaimed();
         let mut d = Daemon {
             opts,
@@ -308,6 +330,7 @@ impl Daemon {
         d.status = d.status_line();
         if let Some(pipe) = ready_pipe {
             upgrade::tell_ready(pipe);
+            notify::release();
             let pid = std::process::id();
             tracing::info!(
                 pid,

@@ -14,7 +14,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Where notifications go: the sending thread's queue, or `None` without a
@@ -40,11 +40,48 @@ pub fn send(states: &[sd_notify::NotifyState<'_>]) {
     send_fds(states, Vec::new());
 }
 
+/// Messages held back while an upgrade's successor is not ready yet (see
+/// [`hold`]); `None` when sending normally.
+static HELD: Mutex<Option<Vec<Datagram>>> = Mutex::new(None);
+
+/// One message and the descriptors sent with it.
+type Datagram = (String, Vec<OwnedFd>);
+
+/// Hold every message back until [`release`]: a successor that fails before
+/// it is ready must not have touched the service manager's view (or its
+/// descriptor store) of the process that keeps serving.
+pub fn hold() {
+    *HELD.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+}
+
+/// Send what [`hold`] held back, and from now on send directly.
+pub fn release() {
+    let held = HELD.lock().unwrap_or_else(|e| e.into_inner()).take();
+    for (msg, fds) in held.into_iter().flatten() {
+        enqueue(msg, fds);
+    }
+}
+
 /// [`send`] with descriptors attached.
 fn send_fds(states: &[sd_notify::NotifyState<'_>], fds: Vec<OwnedFd>) {
     if SILENT.load(Ordering::Relaxed) {
         return;
     }
+    // One datagram, one `KEY=VALUE` line per state, as sd_notify(3) sends it.
+    let msg = states
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if let Some(held) = HELD.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        held.push((msg, fds));
+        return;
+    }
+    enqueue(msg, fds);
+}
+
+/// Queue one datagram for the sending thread.
+fn enqueue(msg: String, fds: Vec<OwnedFd>) {
     let queue = NOTIFIER.get_or_init(|| {
         std::env::var_os("NOTIFY_SOCKET")?;
         let (tx, rx) = sync_channel::<Notice>(32);
@@ -79,12 +116,6 @@ fn send_fds(states: &[sd_notify::NotifyState<'_>], fds: Vec<OwnedFd>) {
         }
     });
     let Some(tx) = queue else { return };
-    // One datagram, one `KEY=VALUE` line per state, as sd_notify(3) sends it.
-    let msg = states
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
     if let Err(TrySendError::Full(_)) = tx.try_send(Notice::Send(msg, fds)) {
         tracing::warn!("the service manager is not reading NOTIFY_SOCKET; dropping a notification");
     }

@@ -200,26 +200,25 @@ pub fn adopt(
         if !getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
             return Err("it is not listening".into());
         }
+        // The name it was bound under: ours are bound under a temporary
+        // name and renamed into place, so this is only for messages; the
+        // file identity below is what counts.
         let bound = getsockname::<UnixAddr>(fd.as_raw_fd())
             .ok()
-            .and_then(|a| a.path().map(Path::to_path_buf));
-        if bound.as_deref() != Some(path) {
-            return Err(match bound {
-                Some(b) => format!("it is bound to {}, not {}", b.display(), path.display()),
-                None => "it is not a Unix socket bound to a path".into(),
-            });
-        }
+            .and_then(|a| a.path().map(Path::to_path_buf))
+            .ok_or("it is not a Unix socket bound to a path")?;
         let m = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if !m.file_type().is_socket() {
-            return Err(format!("{} is no longer a socket", path.display()));
+            return Err(format!("{} is not a socket", path.display()));
         }
         let sock = nix::sys::stat::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
         match crate::sockdiag::is_bound_to(sock.st_ino, m.dev(), m.ino()) {
             Ok(true) => {}
             Ok(false) => {
                 return Err(format!(
-                    "the file at {} is another socket now (re-created since)",
-                    path.display()
+                    "the file at {} is not this socket (it was bound as {})",
+                    path.display(),
+                    bound.display()
                 ))
             }
             Err(e) => {

@@ -130,6 +130,15 @@ impl Supervisor {
             .collect()
     }
 
+    /// Names of the tenants that are down.
+    pub fn down_tenants(&self) -> Vec<String> {
+        self.tenants
+            .iter()
+            .filter(|(_, t)| t.listener.is_none())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Number of tenants that are down.
     pub fn down_count(&self) -> usize {
         self.tenants
