@@ -681,3 +681,79 @@ fn engine_restart_under_a_running_broker() {
     );
     drop(engine);
 }
+
+/// Bug: a failed in-place owner change was only logged, and `/tenants`
+/// showed the desired owner as if applied. Now the tenant is degraded with
+/// the reason, `/tenants` shows the socket's real owner, and the change is
+/// tried again (here: the config reverts it, and the tenant is up again).
+#[test]
+fn failed_owner_change_shows_the_tenant_degraded_with_the_real_owner() {
+    if skip_unless_root("runs the broker as another uid, which may not chown") {
+        return;
+    }
+    let _serial = serial();
+    const U: u32 = 4242;
+    let s = Scene::new();
+    let socks = s.dir.path().join("socks");
+    std::fs::create_dir(&socks).unwrap();
+    nix::unistd::chown(&socks, Some(U.into()), Some(U.into())).unwrap();
+    std::fs::set_permissions(&socks, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sock = socks.join("a.sock");
+    let yaml = |addr: &str, uid: u32| {
+        format!(
+            "metrics:\n  listen: {addr}\ndefaults:\n  upstream: {}\ntenants:\n  a:\n    listen: {}\n    uid: {uid}\n    gid: {U}\n    mode: \"0660\"\n",
+            s.upstream.path.display(),
+            sock.display()
+        )
+    };
+    let (_b, addr) = (0..5)
+        .find_map(|_| {
+            let addr = format!("127.0.0.1:{}", free_port());
+            write_config(&s.config(), &yaml(&addr, U));
+            let b = Broker::start_wrapped(
+                &[
+                    "setpriv",
+                    &format!("--reuid={U}"),
+                    &format!("--regid={U}"),
+                    "--clear-groups",
+                ],
+                &s.config(),
+                &["--retry-interval", "200ms"],
+                &[],
+            );
+            let mut b = b;
+            let mut exited = false;
+            wait_until("/healthz (or exit)", DEADLINE, || {
+                exited = b.child.try_wait().unwrap().is_some();
+                exited || matches!(http_get(&addr, "/healthz"), Ok((200, _)))
+            });
+            (!exited).then_some((b, addr))
+        })
+        .expect("a free port");
+    wait_socket(&sock);
+    let tenant = || -> serde_json::Value {
+        let (_, body) = http_get(&addr, "/tenants").unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()[0].clone()
+    };
+    assert_eq!(tenant()["state"], "up");
+
+    // A uid this unprivileged broker cannot give the socket.
+    write_config(&s.config(), &yaml(&addr, U + 1));
+    wait_until("tenant a degraded", DEADLINE, || {
+        tenant()["state"] == "degraded"
+    });
+    let t = tenant();
+    assert_eq!(t["uid"], U, "{t}");
+    assert!(t["reason"].as_str().unwrap().contains("chown"), "{t}");
+    assert_eq!(socket_meta(&sock).0, U);
+    let (code, body) = http_get(&addr, "/readyz").unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("tenant a degraded"), "{body}");
+    // Still serving meanwhile.
+    echo_conn(&sock, b"degraded but serving\n");
+
+    // The config asks for what the socket has again: up.
+    write_config(&s.config(), &yaml(&addr, U));
+    wait_until("tenant a up again", DEADLINE, || tenant()["state"] == "up");
+    assert!(matches!(http_get(&addr, "/readyz"), Ok((200, _))));
+}
