@@ -757,3 +757,45 @@ fn failed_owner_change_shows_the_tenant_degraded_with_the_real_owner() {
     wait_until("tenant a up again", DEADLINE, || tenant()["state"] == "up");
     assert!(matches!(http_get(&addr, "/readyz"), Ok((200, _))));
 }
+
+/// The shipped units give the broker a descriptor store, tell it so, let the
+/// upgraded process talk to systemd, start before the engine, and never
+/// delete the socket files systemd hands back.
+#[test]
+fn systemd_units_keep_sockets_across_restarts() {
+    for unit in ["sockbroker.service", "sockbroker-user.service"] {
+        let text = std::fs::read_to_string(workspace().join("deploy/systemd").join(unit)).unwrap();
+        let values = |key: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix(&format!("{key}=")))
+                .map(str::to_owned)
+                .collect()
+        };
+        let max = values("FileDescriptorStoreMax");
+        assert_eq!(max.len(), 1, "{unit}: FileDescriptorStoreMax=");
+        assert!(max[0].parse::<u32>().unwrap() > 0, "{unit}");
+        assert!(
+            values("Environment").contains(&format!("FDSTORE={}", max[0])),
+            "{unit}: Environment=FDSTORE= must equal FileDescriptorStoreMax="
+        );
+        assert_eq!(values("NotifyAccess"), ["all"], "{unit}");
+        assert!(
+            values("Before")
+                .iter()
+                .any(|v| v.split(' ').any(|u| u == "docker.service")),
+            "{unit}: Before=docker.service"
+        );
+        assert!(
+            values("After")
+                .iter()
+                .all(|v| !v.contains("docker.service")),
+            "{unit}: must not start after docker.service"
+        );
+        assert!(
+            values("ExecStartPre")
+                .iter()
+                .all(|v| !v.contains("-delete")),
+            "{unit}: deleting sockets before start orphans what the store hands back"
+        );
+    }
+}

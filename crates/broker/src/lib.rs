@@ -5,8 +5,11 @@
 //! desired) → [`supervisor`] (apply the plan) → [`listener`] (accept, peer checks,
 //! limits) → `sockbroker_relay` (bytes) → upstream. [`socket`] creates the tenant
 //! sockets safely (asking [`sockdiag`] whether a leftover it may not connect to
-//! is stale), [`daemon`] drives reloads and shutdown and tells the service
-//! manager through [`notify`], [`watch`] notices file edits, [`metrics`] and
+//! is stale), [`daemon`] drives reloads, upgrades in place and shutdown from
+//! one stream of triggers and tells the service manager through [`notify`]
+//! (which also keeps every listener in its descriptor store), [`handover`]
+//! takes and passes listening sockets across restarts and upgrades,
+//! [`watch`] notices file edits, [`metrics`] and
 //! [`http`] export what happens. Tenants with an `access`
 //! policy go through [`policy_relay`] (HTTP/1.1-aware) instead of the byte relay,
 //! deciding each request with [`policy`].

@@ -1,4 +1,5 @@
-//! Creating, adjusting and removing tenant sockets safely (DESIGN.md "Socket safety").
+//! Creating, adjusting, adopting and removing tenant sockets safely
+//! (docs/decisions.md "Sockets", docs/security.md).
 //!
 //! A tenant socket is bound under a short temporary name in its target directory,
 //! chowned and chmodded there, and only then renamed onto its final path, so no
