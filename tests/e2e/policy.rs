@@ -1097,6 +1097,8 @@ fn a_reload_reaches_open_connections() {
     f.b.wait_log("the tenant now has an access policy");
     let mut again = f.client("was-full");
     assert_eq!(again.call(&post("/containers/create", "{}")).status, 403);
+}
+
 // ------------------------------------------------------- hostile tenants (#14)
 
 /// Bytes crafted the way an attacker would, against every kind of policy:

@@ -1,7 +1,17 @@
-//! `sockbroker run`: load, apply, then follow reload triggers until a signal
-//! asks for shutdown. One task owns the [`Supervisor`]; every trigger (file
-//! watcher, SIGHUP, retry timer) is an event on this loop, so reloads never
-//! overlap and many edits in a burst converge to the file's last content.
+//! `sockbroker run`: load, apply, then follow triggers until one asks to stop.
+//!
+//! One task owns the [`Supervisor`]; every trigger (file watcher, SIGHUP,
+//! SIGUSR2, SIGTERM/SIGINT, retry timer) arrives as a [`Trigger`] on one
+//! channel, so reloads never overlap and many edits in a burst converge to
+//! the file's last content. [`run`] wires the real signals, watcher and timer
+//! to that channel; [`Daemon::run`] takes any channel, so tests drive the
+//! same loop in-process (as mini-redis's server takes its shutdown future).
+//!
+//! Restarts and upgrades without a gap (docs/operations.md "Restarts,
+//! crashes and upgrades"): listeners handed over (`LISTEN_FDS`) are taken
+//! over instead of bound, every listener is kept in the service manager's
+//! descriptor store, and SIGUSR2 starts the binary at the path this process
+//! was started from with every listener ([`upgrade`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -9,14 +19,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::config::{self, SubIdFiles};
+use crate::config::{self, ConfigErrors, SubIdFiles};
+use crate::handover::{self, Inherited};
+use crate::http::HttpServer;
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{ApplySummary, Stop, Supervisor};
 use crate::watch::{self, WatchMode};
+
+mod upgrade;
+
+pub use upgrade::StartCommand;
 
 /// Everything `run` needs besides the config file's content.
 #[derive(Debug, Clone)]
@@ -31,6 +46,53 @@ pub struct RunOptions {
     pub debounce: Duration,
     /// Where `userns:` names are resolved.
     pub subids: SubIdFiles,
+}
+
+/// Something the daemon loop acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP: re-read the file, always answered with RELOADING=1 … READY=1.
+    Reload,
+    /// The watcher saw the file change (already debounced).
+    FileChanged,
+    /// Periodic: retry tenants that are down, look at the upstreams.
+    Retry,
+    /// SIGUSR2: upgrade in place.
+    Upgrade,
+    /// SIGTERM / SIGINT: stop; a second one exits at once.
+    Shutdown(Stop),
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every connection ended (or its drain timed out): exit 0.
+    Clean,
+    /// A second stop signal: exit 1 now (after removing what we created).
+    Immediate,
+}
+
+/// Why a reload changed nothing that runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read (missing, a directory, too large, not UTF-8).
+    #[error("{0}")]
+    Read(ConfigErrors),
+    /// The file was read but is not a valid configuration.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Same content as the running configuration.
+    Unchanged,
+    /// Same content as the running configuration, after a failed attempt:
+    /// file and running configuration agree again.
+    Recovered,
+    /// New content, applied.
+    Applied(ApplySummary),
 }
 
 /// Content hash of the config text last applied successfully.
@@ -56,227 +118,455 @@ fn raise_nofile_limit() {
     }
 }
 
-/// `STATUS=` text, e.g. "2/2 tenants up, 0 connections" (`systemctl status` shows it).
-fn status_line(sup: &Supervisor) -> String {
-    let total = sup.applied().len();
-    format!(
-        "{}/{} tenants up, {} connections",
-        total - sup.down_count(),
-        total,
-        sup.active_connections()
-    )
+/// What SIGTERM means here: under a descriptor store, the socket files stay
+/// (systemd keeps their inodes for the next start: unlinking them would
+/// orphan what it hands back); otherwise, like SIGINT, they are removed.
+pub fn sigterm_stop() -> Stop {
+    if notify::fd_store_enabled() {
+        Stop::KeepSockets
+    } else {
+        Stop::RemoveSockets
+    }
 }
 
-/// Run the broker until SIGTERM/SIGINT. An invalid config at startup is an error
+/// Run the broker until SIGTERM/SIGINT (or until an upgrade handed over and
+/// the old connections ended). An invalid config at startup is an error
 /// before any socket is created.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    // Watch before the first read: an edit made while we start up must
-    // trigger a reload rather than be mistaken for the baseline.
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let _watcher = watch::start(&opts.config, opts.watch, tx)?;
-    let text = read_config(&opts)?;
-    let cfg = config::parse(&text, &opts.config, &opts.subids).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid configuration, nothing started:\n{e}\nfix the file and start again (`sockbroker check --config {}` validates it)",
-            opts.config.display()
-        )
-    })?;
+    // Where we were started from, before anything else (docs/operations.md "Upgrade").
+    let start = StartCommand::of_this_process();
+    let handed = handover::take().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring handed-over sockets (LISTEN_FDS)");
+        Inherited::default()
+    });
+    let (tx, rx) = mpsc::channel::<Trigger>(64);
     // Signal handlers first: a SIGTERM that arrives while sockets are being
     // created must still lead to a clean shutdown that unlinks them.
+    forward_signals(tx.clone())?;
+    // Watch before the first read: an edit made while we start up must
+    // trigger a reload rather than be mistaken for the baseline.
+    let (ftx, frx) = mpsc::channel::<()>(1);
+    let _watcher = watch::start(&opts.config, opts.watch, ftx)?;
+    tokio::spawn(debounce(frx, opts.debounce, tx.clone()));
+    let daemon = Daemon::start(opts.clone(), handed, start).await?;
+    tokio::spawn(tick(opts.retry_interval, tx));
+    match daemon.run(rx).await {
+        Exit::Clean => Ok(()),
+        Exit::Immediate => std::process::exit(1),
+    }
+}
+
+/// SIGHUP, SIGUSR2, SIGTERM and SIGINT as triggers.
+fn forward_signals(tx: mpsc::Sender<Trigger>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    raise_nofile_limit();
-    // Sockets are created 0600-ish until chmodded to their configured mode
-    // (under a temporary name), never wider than we intend.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-
-    let metrics = Metrics::new();
-    metrics.record_reload(true);
-    let mut sup = Supervisor::new(metrics.clone());
-    let summary = sup.apply(&cfg.tenants);
-    tracing::info!(config = %opts.config.display(), tenants = cfg.tenants.len(), down = summary.down,
-        "sockbroker started");
-    let mut applied_hash = content_hash(&text);
-    // Only the metrics section is kept (the supervisor holds the tenants, one
-    // shared copy of each spec): the address served until the next restart.
-    let served_metrics = cfg.metrics;
-
-    let http = match &served_metrics {
-        Some(m) => {
-            match crate::http::serve(m.listen.clone(), metrics.clone(), sup.registry()).await {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    // Exiting: take the tenant sockets down with us, as a
-                    // shutdown would, instead of leaving them behind (they
-                    // are unlinked at once; connections get a second at most).
-                    let _ = tokio::time::timeout(Duration::from_secs(1), sup.shutdown()).await;
-                    return Err(e).with_context(|| "cannot start the metrics/health server");
-                }
+    tokio::spawn(async move {
+        loop {
+            let t = tokio::select! {
+                _ = hup.recv() => { tracing::info!("SIGHUP: reloading"); Trigger::Reload }
+                _ = usr2.recv() => { tracing::info!("SIGUSR2: upgrading in place"); Trigger::Upgrade }
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Trigger::Shutdown(sigterm_stop()) }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); Trigger::Shutdown(Stop::RemoveSockets) }
+            };
+            if tx.send(t).await.is_err() {
+                return;
             }
         }
-        None => None,
-    };
-
-    let mut retry = tokio::time::interval(opts.retry_interval);
-    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    retry.tick().await;
-
-    let mut status = status_line(&sup);
-    notify::send(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
-
-    loop {
-        let force = tokio::select! {
-            _ = hup.recv() => { tracing::info!("SIGHUP: reloading"); true }
-            Some(()) = rx.recv() => {
-                // Debounce: let the writer finish, and fold the burst into one reload.
-                tokio::time::sleep(opts.debounce).await;
-                while rx.try_recv().is_ok() {}
-                false
-            }
-            _ = retry.tick() => {
-                if sup.down_count() > 0 {
-                    sup.retry_down();
-                }
-                // Also keeps the connection count in `systemctl status` current.
-                let now = status_line(&sup);
-                if now != status {
-                    status = now;
-                    notify::send(&[sd_notify::NotifyState::Status(&status)]);
-                }
-                continue;
-            }
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-        };
-        // A SIGHUP is always answered with RELOADING=1 … READY=1, even when the
-        // file did not change or cannot be read: `systemctl reload` under
-        // Type=notify-reload waits for exactly that pair.
-        if force {
-            notify::reloading();
-        }
-        let announced = reload(
-            &opts,
-            &mut sup,
-            &metrics,
-            &mut applied_hash,
-            &served_metrics,
-            force,
-        ) || force;
-        status = status_line(&sup);
-        if announced {
-            notify::send(&[
-                sd_notify::NotifyState::Ready,
-                sd_notify::NotifyState::Status(&status),
-            ]);
-        } else {
-            notify::send(&[sd_notify::NotifyState::Status(&status)]);
-        }
-    }
-
-    notify::send(&[
-        sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status(&format!(
-            "stopping: removing sockets, draining {} connections",
-            sup.active_connections()
-        )),
-    ]);
-    tracing::info!(
-        max_drain = ?sup.max_drain(),
-        "sockets removed; draining open connections (a second signal exits at once)"
-    );
-    let drain = sup.shutdown();
-    tokio::select! {
-        _ = drain => tracing::info!("all connections closed; bye"),
-        _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
-        _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
-    }
-    drop(http);
-    notify::flush(Duration::from_secs(1));
+    });
     Ok(())
 }
 
-/// Read the config file through its path (and any symlinks) afresh.
-fn read_config(opts: &RunOptions) -> anyhow::Result<String> {
-    let p = &opts.config;
-    match std::fs::metadata(p) {
-        Ok(m) if m.is_dir() => anyhow::bail!(
-            "{}: is a directory, not a config file; point --config at the YAML file",
-            p.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-            "{}: no such file; create it or pass --config PATH (or set SOCKBROKER_CONFIG)",
-            p.display()
-        ),
-        _ => {}
+/// File events → one [`Trigger::FileChanged`] per burst: let the writer
+/// finish, and fold the burst into one reload.
+async fn debounce(mut rx: mpsc::Receiver<()>, quiet: Duration, tx: mpsc::Sender<Trigger>) {
+    while rx.recv().await.is_some() {
+        tokio::time::sleep(quiet).await;
+        while rx.try_recv().is_ok() {}
+        if tx.send(Trigger::FileChanged).await.is_err() {
+            return;
+        }
     }
-    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
 }
 
-/// Re-read the file and apply it. A bad file changes nothing that runs.
-/// Returns whether it sent `RELOADING=1` (the caller then sends `READY=1`); a
-/// forced reload (SIGHUP) has already sent it.
-fn reload(
-    opts: &RunOptions,
-    sup: &mut Supervisor,
-    metrics: &Metrics,
-    applied_hash: &mut u64,
-    served_metrics: &Option<config::MetricsConfig>,
-    force: bool,
-) -> bool {
-    let text = match read_config(opts) {
-        Ok(t) => t,
-        Err(e) => {
-            metrics.record_reload(false);
-            tracing::error!(error = %e, "reload failed; running tenants unchanged");
-            return false;
+/// The retry timer; a tick is dropped while the loop is busy with others.
+async fn tick(every: Duration, tx: mpsc::Sender<Trigger>) {
+    let mut retry = tokio::time::interval(every);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    retry.tick().await;
+    loop {
+        retry.tick().await;
+        match tx.try_send(Trigger::Retry) {
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            _ => continue,
         }
-    };
-    let hash = content_hash(&text);
-    if hash == *applied_hash {
-        tracing::debug!("config content unchanged; nothing to do");
-        if force {
-            sup.retry_down();
-        }
-        if metrics.config_last_reload_successful.get() == 0 {
-            // A failed edit was undone (or the file came back unchanged): the
-            // file and the running configuration agree again.
-            tracing::info!("config file matches the running configuration again");
-            metrics.record_reload(true);
-        }
-        return false;
     }
-    let started = std::time::Instant::now();
-    if !force {
-        notify::reloading();
-    }
-    match config::parse(&text, &opts.config, &opts.subids) {
-        Ok(cfg) => {
-            if cfg.metrics != *served_metrics {
-                tracing::warn!(
-                    "the metrics section differs from what is served; it takes effect at the next restart"
+}
+
+/// The running broker: supervisor, metrics server, and what the last
+/// reload left behind.
+pub struct Daemon {
+    opts: RunOptions,
+    sup: Supervisor,
+    metrics: Metrics,
+    http: Option<HttpServer>,
+    /// The metrics section served until the next restart.
+    served_metrics: Option<config::MetricsConfig>,
+    /// Hash of the config text last applied.
+    applied_hash: u64,
+    /// Whether the last reload attempt succeeded (for "matches again").
+    last_reload_ok: bool,
+    /// The last `STATUS=` sent.
+    status: String,
+    /// How to start our successor on SIGUSR2.
+    start: StartCommand,
+    /// How long a successor may take to say it is ready.
+    upgrade_timeout: Duration,
+}
+
+impl Daemon {
+    /// Read and apply the config, take over handed-over listeners, serve
+    /// metrics, and tell whoever waits (service manager, previous broker)
+    /// that we are ready.
+    pub async fn start(
+        opts: RunOptions,
+        mut handed: Inherited,
+        start: StartCommand,
+    ) -> anyhow::Result<Daemon> {
+        let ready_pipe = handed.ready.take();
+        if ready_pipe.is_some() {
+            // Until we are ready, the previous process is the service.
+            notify::hold();
+        }
+        let handed_names: Vec<String> = handed.sockets.keys().cloned().collect();
+        let text = config::read(&opts.config).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the configuration, nothing started:\n{e}\nfix it and start again"
+            )
+        })?;
+        let cfg = config::parse(&text, &opts.config, &opts.subids).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid configuration, nothing started:\n{e}\nfix the file and start again (`sockbroker check --config {}` validates it)",
+                opts.config.display()
+            )
+        })?;
+        raise_nofile_limit();
+        // Sockets are created 0600-ish until chmodded to their configured mode
+        // (under a temporary name), never wider than we intend.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+
+        let metrics = Metrics::new();
+        metrics.record_reload(true);
+        let mut sup = Supervisor::with_handed_over(metrics.clone(), handed);
+        let summary = sup.apply(&cfg.tenants);
+        tracing::info!(config = %opts.config.display(), tenants = cfg.tenants.len(), down = summary.down,
+            "sockbroker started");
+        let served_metrics = cfg.metrics;
+        // An upgrade's successor must never remove the sockets it was handed:
+        // the previous process still serves them.
+        let on_failure = if ready_pipe.is_some() {
+            Stop::KeepSockets
+        } else {
+            sigterm_stop()
+        };
+        let http = match &served_metrics {
+            Some(m) => {
+                let r = crate::http::serve(
+                    m.listen.clone(),
+                    metrics.clone(),
+                    sup.registry(),
+                    sup.handed_mut(),
+                )
+                .await;
+                match r {
+                    Ok(h) => {
+                        notify::store_fd("metrics", h.listener_fd());
+                        Some(h)
+                    }
+                    Err(e) => {
+                        // Exiting: take the tenant sockets down with us, as a
+                        // shutdown would (connections get a second at most).
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), sup.shutdown(on_failure))
+                                .await;
+                        return Err(e).with_context(|| "cannot start the metrics/health server");
+                    }
+                }
+            }
+            None => None,
+        };
+        if ready_pipe.is_some() {
+            // Ready means serving every tenant the previous process served.
+            let down = sup.down_tenants();
+            let lost: Vec<&String> = handed_names.iter().filter(|n| down.contains(n)).collect();
+            if !lost.is_empty() {
+                if let Some(h) = http {
+                    h.stop_keeping_socket();
+                }
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), sup.shutdown(Stop::KeepSockets))
+                        .await;
+                anyhow::bail!(
+                    "upgrade: cannot take over tenant(s) {} (see above); the previous process keeps serving",
+                    lost.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 );
             }
-            sup.retry_down();
-            let s = sup.apply(&cfg.tenants);
-            *applied_hash = hash;
-            metrics.record_reload(true);
-            tracing::info!(
-                added = s.added,
-                changed = s.changed,
-                removed = s.removed,
-                down = s.down,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "configuration reloaded"
-            );
         }
-        Err(e) => {
-            metrics.record_reload(false);
-            tracing::error!("reload rejected, running tenants unchanged:\n{e}");
+        sup.close_unclaimed();
+        let mut d = Daemon {
+            opts,
+            sup,
+            metrics,
+            http,
+            served_metrics,
+            applied_hash: content_hash(&text),
+            last_reload_ok: true,
+            status: String::new(),
+            start,
+            upgrade_timeout: upgrade::READY_TIMEOUT,
+        };
+        d.status = d.status_line();
+        if let Some(pipe) = ready_pipe {
+            upgrade::tell_ready(pipe);
+            notify::release();
+            let pid = std::process::id();
+            tracing::info!(
+                pid,
+                "upgrade: serving every tenant; told the previous process"
+            );
+            notify::send(&[
+                sd_notify::NotifyState::MainPid(pid),
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&d.status),
+            ]);
+        } else {
+            notify::send(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&d.status),
+            ]);
+        }
+        Ok(d)
+    }
+
+    /// Replace how a successor is started and how long it may take (tests).
+    pub fn set_upgrade(&mut self, start: StartCommand, ready_timeout: Duration) {
+        self.start = start;
+        self.upgrade_timeout = ready_timeout;
+    }
+
+    /// The supervisor (tests look at its registry).
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.sup
+    }
+
+    /// `STATUS=` text, e.g. "2/2 tenants up, 0 connections" (`systemctl status` shows it).
+    fn status_line(&self) -> String {
+        let total = self.sup.applied().len();
+        format!(
+            "{}/{} tenants up, {} connections",
+            total - self.sup.down_count(),
+            total,
+            self.sup.active_connections()
+        )
+    }
+
+    /// Follow `triggers` until a stop, or an upgrade that handed over, and
+    /// the drain after it. Ends when the channel closes, too (as a stop that
+    /// removes the sockets).
+    pub async fn run(mut self, mut triggers: mpsc::Receiver<Trigger>) -> Exit {
+        let how = loop {
+            let Some(trigger) = triggers.recv().await else {
+                break Stop::RemoveSockets;
+            };
+            match trigger {
+                Trigger::Retry => {
+                    self.sup.retry();
+                    // Also keeps the connection count in `systemctl status` current.
+                    self.send_status_if_changed();
+                }
+                Trigger::Reload | Trigger::FileChanged => {
+                    let forced = trigger == Trigger::Reload;
+                    // A SIGHUP is always answered with RELOADING=1 … READY=1, even
+                    // when the file did not change or cannot be read:
+                    // `systemctl reload` under Type=notify-reload waits for that pair.
+                    if forced {
+                        notify::reloading();
+                    }
+                    let announced = match self.reload(forced) {
+                        Ok(ReloadOutcome::Applied(_)) | Err(ReloadError::Invalid(_)) => true,
+                        Ok(ReloadOutcome::Unchanged | ReloadOutcome::Recovered)
+                        | Err(ReloadError::Read(_)) => forced,
+                    };
+                    self.status = self.status_line();
+                    if announced {
+                        notify::send(&[
+                            sd_notify::NotifyState::Ready,
+                            sd_notify::NotifyState::Status(&self.status),
+                        ]);
+                    } else {
+                        notify::send(&[sd_notify::NotifyState::Status(&self.status)]);
+                    }
+                }
+                Trigger::Upgrade => match self.upgrade().await {
+                    Ok(pid) => {
+                        self.metrics.record_upgrade(true);
+                        tracing::info!(new_pid = pid, max_drain = ?self.sup.max_drain(),
+                            "upgrade: handed over to the new process; serving open connections until they end");
+                        return self.drain(Stop::KeepSockets, triggers, true).await;
+                    }
+                    Err(e) => {
+                        self.metrics.record_upgrade(false);
+                        tracing::error!(error = %e, "upgrade failed; this process keeps serving");
+                    }
+                },
+                Trigger::Shutdown(how) => break how,
+            }
+        };
+        notify::send(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status(&format!(
+                "stopping: draining {} connections",
+                self.sup.active_connections()
+            )),
+        ]);
+        tracing::info!(
+            max_drain = ?self.sup.max_drain(),
+            sockets = if how == Stop::KeepSockets { "kept for the next start (descriptor store)" } else { "removed" },
+            "stopped accepting; draining open connections (a second signal exits at once)"
+        );
+        self.drain(how, triggers, false).await
+    }
+
+    /// Stop accepting (`how` says what happens to the socket files), let open
+    /// connections end, and clean up. A second stop trigger cuts it short.
+    async fn drain(
+        self,
+        how: Stop,
+        mut triggers: mpsc::Receiver<Trigger>,
+        handed_over: bool,
+    ) -> Exit {
+        let Daemon { sup, http, .. } = self;
+        let drain = sup.shutdown(how);
+        tokio::pin!(drain);
+        let exit = loop {
+            tokio::select! {
+                _ = &mut drain => {
+                    tracing::info!("all connections closed; bye");
+                    break Exit::Clean;
+                }
+                t = triggers.recv() => match t {
+                    Some(Trigger::Shutdown(_)) => {
+                        tracing::warn!("second signal: exiting now");
+                        break Exit::Immediate;
+                    }
+                    // Nothing else matters any more (and a closed channel
+                    // just means nobody can ask us to hurry).
+                    Some(_) => {}
+                    None => {
+                        drain.as_mut().await;
+                        break Exit::Clean;
+                    }
+                }
+            }
+        };
+        // Remove what we created unless another process serves it now.
+        if let Some(h) = http {
+            if how == Stop::KeepSockets {
+                h.stop_keeping_socket();
+            } else {
+                drop(h);
+            }
+        }
+        if !handed_over {
+            notify::flush(Duration::from_secs(1));
+        }
+        exit
+    }
+
+    fn send_status_if_changed(&mut self) {
+        let now = self.status_line();
+        if now != self.status {
+            self.status = now;
+            notify::send(&[sd_notify::NotifyState::Status(&self.status)]);
         }
     }
-    true
+
+    /// Re-read the file and apply it. A bad file changes nothing that runs.
+    /// Sends `RELOADING=1` before applying new content unless `forced` (the
+    /// caller already did).
+    pub fn reload(&mut self, forced: bool) -> Result<ReloadOutcome, ReloadError> {
+        let r = self.try_reload(forced);
+        match &r {
+            Ok(ReloadOutcome::Unchanged) => {}
+            Ok(ReloadOutcome::Recovered) => {
+                tracing::info!("config file matches the running configuration again");
+                self.metrics.record_reload(true);
+            }
+            Ok(ReloadOutcome::Applied(_)) => self.metrics.record_reload(true),
+            Err(ReloadError::Read(e)) => {
+                self.metrics.record_reload(false);
+                tracing::error!("reload failed, running tenants unchanged:\n{e}");
+            }
+            Err(ReloadError::Invalid(e)) => {
+                self.metrics.record_reload(false);
+                tracing::error!("reload rejected, running tenants unchanged:\n{e}");
+            }
+        }
+        self.last_reload_ok = r.is_ok();
+        r
+    }
+
+    fn try_reload(&mut self, forced: bool) -> Result<ReloadOutcome, ReloadError> {
+        let text = config::read(&self.opts.config).map_err(ReloadError::Read)?;
+        let hash = content_hash(&text);
+        if hash == self.applied_hash {
+            tracing::debug!("config content unchanged; nothing to do");
+            if forced {
+                self.sup.retry_down();
+            }
+            return Ok(if self.last_reload_ok {
+                ReloadOutcome::Unchanged
+            } else {
+                ReloadOutcome::Recovered
+            });
+        }
+        let started = std::time::Instant::now();
+        if !forced {
+            notify::reloading();
+        }
+        let cfg = config::parse(&text, &self.opts.config, &self.opts.subids)
+            .map_err(ReloadError::Invalid)?;
+        if cfg.metrics != self.served_metrics {
+            tracing::warn!(
+                "the metrics section differs from what is served; it takes effect at the next restart"
+            );
+        }
+        self.sup.retry_down();
+        let s = self.sup.apply(&cfg.tenants);
+        self.applied_hash = hash;
+        tracing::info!(
+            added = s.added,
+            changed = s.changed,
+            removed = s.removed,
+            down = s.down,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "configuration reloaded"
+        );
+        Ok(ReloadOutcome::Applied(s))
+    }
+
+    /// Start our successor with every listener and wait until it says it is
+    /// ready. Returns its pid; on any failure it is stopped and we go on.
+    async fn upgrade(&mut self) -> Result<u32, String> {
+        let mut fds = self.sup.listener_fds();
+        if let Some(h) = &self.http {
+            fds.push(("metrics".to_owned(), h.listener_fd()));
+        }
+        let pid = upgrade::start_successor(&self.start, &fds, self.upgrade_timeout).await?;
+        notify::send(&[sd_notify::NotifyState::MainPid(pid)]);
+        notify::silence();
+        Ok(pid)
+    }
 }

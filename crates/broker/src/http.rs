@@ -41,8 +41,24 @@ pub struct HttpServer {
     stop: CancellationToken,
     /// Where it listens (the bound TCP address, e.g. when port 0 was asked for).
     pub local_addr: String,
-    /// The Unix socket we created, unlinked on drop.
+    /// The Unix socket we created, unlinked on drop unless kept.
     socket: Option<crate::socket::SocketFile>,
+    /// A copy of the listening descriptor, for the next process (upgrade) and
+    /// the service manager's descriptor store.
+    fd: std::os::fd::OwnedFd,
+}
+
+impl HttpServer {
+    /// The listening socket (to hand over or store).
+    pub fn listener_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
+    /// Stop accepting but leave a `unix:` socket file in place: the next
+    /// process (upgrade) or the descriptor store serves that inode now.
+    pub fn stop_keeping_socket(mut self) {
+        self.socket = None;
+    }
 }
 
 impl Drop for HttpServer {
@@ -52,6 +68,19 @@ impl Drop for HttpServer {
             s.remove();
         }
     }
+}
+
+/// Whether `fd` is a listening TCP socket bound to `addr`.
+fn is_tcp_listener_on(fd: &std::os::fd::OwnedFd, addr: std::net::SocketAddr) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt, SockType};
+    let stream = matches!(getsockopt(fd, sockopt::SockType), Ok(SockType::Stream));
+    let listening = getsockopt(fd, sockopt::AcceptConn).unwrap_or(false);
+    // Ask through a copy: the std type reads the bound address for us.
+    let bound = fd
+        .try_clone()
+        .ok()
+        .and_then(|copy| std::net::TcpListener::from(copy).local_addr().ok());
+    stream && listening && bound == Some(addr)
 }
 
 /// What the handlers read.
@@ -87,6 +116,10 @@ pub struct TenantStatus {
     pub reason: Option<String>,
     /// Connections open right now.
     pub active_connections: usize,
+    /// Whether the upstream answered the last connection or probe: "up",
+    /// "down" (refused or missing: is the engine running?) or "unknown".
+    #[serde(default)]
+    pub upstream_state: String,
 }
 
 /// Snapshot of every tenant, sorted by name.
@@ -99,6 +132,7 @@ pub fn tenant_statuses(registry: &Registry) -> Vec<TenantStatus> {
             let (state, reason) = match t.state() {
                 TenantState::Up => ("up".to_string(), None),
                 TenantState::Down(r) => ("down".to_string(), Some(r)),
+                TenantState::Degraded(r) => ("degraded".to_string(), Some(r)),
             };
             TenantStatus {
                 name: t.name().to_string(),
@@ -111,6 +145,12 @@ pub fn tenant_statuses(registry: &Registry) -> Vec<TenantStatus> {
                 state,
                 reason,
                 active_connections: t.active_connections(),
+                upstream_state: match t.metrics().upstream_up() {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "unknown",
+                }
+                .to_string(),
             }
         })
         .collect();
@@ -157,7 +197,11 @@ fn route(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/readyz" => {
             let down: Vec<String> = tenant_statuses(&state.registry)
                 .into_iter()
-                .filter_map(|t| t.reason.map(|r| format!("tenant {} down: {r}\n", t.name)))
+                .filter_map(|t| {
+                    let state = &t.state;
+                    t.reason
+                        .map(|r| format!("tenant {} {state}: {r}\n", t.name))
+                })
                 .collect();
             if down.is_empty() {
                 text(StatusCode::OK, "ready\n")
@@ -310,43 +354,79 @@ async fn accept_loop<L: Accept>(listener: L, state: State, stop: CancellationTok
 }
 
 /// Bind `listen` and serve until the returned handle is dropped.
+///
+/// A listener handed over under the name `metrics` (`LISTEN_FDNAMES`) that
+/// matches `listen` is taken over instead of binding; handed-over ones that
+/// do not match stay in `handed` (a tenant may be called `metrics`).
 pub async fn serve(
     listen: MetricsListen,
     metrics: Metrics,
     registry: Registry,
+    handed: &mut crate::handover::Inherited,
 ) -> anyhow::Result<HttpServer> {
+    use std::os::fd::AsFd;
     let stop = CancellationToken::new();
     let state = State { metrics, registry };
     let local_addr;
     let mut socket = None;
+    let mut offered = handed.take_named("metrics");
+    let fd;
     match listen {
         MetricsListen::Tcp(addr) => {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "metrics.listen {addr}: {e}; pick a free address or remove the metrics section"
-                )
-            })?;
+            let adopted = offered
+                .iter()
+                .position(|fd| is_tcp_listener_on(fd, addr))
+                .map(|i| offered.remove(i));
+            let l = match adopted {
+                Some(fd) => {
+                    let l = std::net::TcpListener::from(fd);
+                    l.set_nonblocking(true)?;
+                    tracing::info!(listen = %addr, "took over the handed-over metrics listener");
+                    tokio::net::TcpListener::from_std(l)?
+                }
+                None => tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "metrics.listen {addr}: {e}; pick a free address or remove the metrics section"
+                    )
+                })?,
+            };
             local_addr = l.local_addr()?.to_string();
+            fd = l.as_fd().try_clone_to_owned()?;
             tokio::spawn(accept_loop(l, state, stop.clone()));
         }
         MetricsListen::Unix(path) => {
-            let (l, file) = crate::socket::bind(
-                &path,
+            let (uid, gid) = (
                 nix::unistd::geteuid().as_raw(),
                 nix::unistd::getegid().as_raw(),
-                0o660,
-            )
-            .map_err(|e| anyhow::anyhow!("metrics.listen unix:{}: {e}", path.display()))?;
+            );
+            let mut adopted = None;
+            for candidate in std::mem::take(&mut offered) {
+                match crate::socket::adopt(candidate, &path, uid, gid, 0o660) {
+                    Ok(l) if adopted.is_none() => adopted = Some(l),
+                    Ok((l, _)) => offered.push(l.into()),
+                    Err((fd, _)) => offered.push(fd),
+                }
+            }
+            let (l, file) = match adopted {
+                Some(l) => l,
+                None => crate::socket::bind(&path, uid, gid, 0o660)
+                    .map_err(|e| anyhow::anyhow!("metrics.listen unix:{}: {e}", path.display()))?,
+            };
             let l = tokio::net::UnixListener::from_std(l)?;
             local_addr = format!("unix:{}", path.display());
             socket = Some(file);
+            fd = l.as_fd().try_clone_to_owned()?;
             tokio::spawn(accept_loop(l, state, stop.clone()));
         }
+    }
+    if !offered.is_empty() {
+        handed.sockets.insert("metrics".into(), offered);
     }
     tracing::info!(listen = %local_addr, "serving /metrics, /healthz, /readyz, /tenants");
     Ok(HttpServer {
         stop,
         local_addr,
         socket,
+        fd,
     })
 }

@@ -6,17 +6,24 @@
 //! limits; [`tenant`] is what its connections share) → `sockbroker_relay` (bytes)
 //! → upstream (connected through [`upstream`]). [`socket`] creates the tenant
 //! sockets safely (asking [`sockdiag`] whether a leftover it may not connect to
-//! is stale), [`daemon`] drives reloads and shutdown and tells the service
-//! manager through [`notify`], [`watch`] notices file edits, [`metrics`] and
+//! is stale), [`daemon`] drives reloads, upgrades in place and shutdown from
+//! one stream of triggers and tells the service manager through [`notify`]
+//! (which also keeps every listener in its descriptor store), [`handover`]
+//! takes and passes listening sockets across restarts and upgrades,
+//! [`watch`] notices file edits, [`metrics`] and
 //! [`http`] export what happens. Tenants with an `access`
 //! policy go through [`policy_relay`] (HTTP/1.1-aware) instead of the byte relay,
 //! deciding each request with [`policy`].
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere except `handover` (descriptor passing, which
+// the standard library cannot express safely; the module explains each use).
+#![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[allow(unsafe_code)]
+pub mod handover;
 pub mod http;
 pub mod listener;
 pub mod metrics;

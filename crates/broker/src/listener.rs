@@ -56,8 +56,21 @@ impl ListenerHandle {
     /// Stop accepting and unlink the socket now; return a future that lets open
     /// connections finish for up to `drain_timeout`, then closes them.
     pub fn retire(self, drain_timeout: Duration) -> impl std::future::Future<Output = ()> {
+        self.retire_with(drain_timeout, true)
+    }
+
+    /// [`ListenerHandle::retire`], but with `unlink: false` the socket file
+    /// stays: another process (after an upgrade) or the service manager's
+    /// descriptor store (across a restart) keeps serving that inode.
+    pub fn retire_with(
+        self,
+        drain_timeout: Duration,
+        unlink: bool,
+    ) -> impl std::future::Future<Output = ()> {
         self.stop_accept.cancel();
-        self.socket.remove();
+        if unlink {
+            self.socket.remove();
+        }
         self.conns.close();
         async move {
             if tokio::time::timeout(drain_timeout, self.conns.wait())

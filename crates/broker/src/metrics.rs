@@ -12,7 +12,7 @@
 //! ([`Metrics::remove_tenant`]), so label sets do not grow as tenants come and go.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,6 +152,9 @@ pub struct TenantCounters {
     name: String,
     /// Whether the tenant's socket is listening.
     up: AtomicBool,
+    /// Whether its upstream answered the last connect or probe:
+    /// [`UPSTREAM_UNKNOWN`], [`UPSTREAM_UP`] or [`UPSTREAM_DOWN`].
+    upstream: AtomicU8,
     /// Connections open right now (the gauge; a tenant added again while its
     /// old self drains shares it, as the series is the same).
     active: AtomicUsize,
@@ -178,11 +181,19 @@ pub struct TenantCounters {
 /// A tenant's shared metric handle.
 pub type TenantMetrics = Arc<TenantCounters>;
 
+/// Upstream state: not tried yet (no `sockbroker_upstream_up` series).
+const UPSTREAM_UNKNOWN: u8 = 0;
+/// Upstream state: the last connect (or probe) succeeded.
+const UPSTREAM_UP: u8 = 1;
+/// Upstream state: the last connect (or probe) was refused or found nothing.
+const UPSTREAM_DOWN: u8 = 2;
+
 impl TenantCounters {
     fn new(name: &str) -> Self {
         TenantCounters {
             name: name.to_owned(),
             up: AtomicBool::new(false),
+            upstream: AtomicU8::new(UPSTREAM_UNKNOWN),
             active: AtomicUsize::new(0),
             total: AtomicU64::new(0),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -208,6 +219,24 @@ impl TenantCounters {
     /// One more connection closed without relaying.
     pub fn rejected(&self, why: Reject) {
         self.rejected[why as usize].fetch_add(1, Relaxed);
+        if why == Reject::UpstreamUnavailable {
+            self.set_upstream(false);
+        }
+    }
+
+    /// Record whether the upstream answered (a connection or the periodic probe).
+    pub fn set_upstream(&self, up: bool) {
+        self.upstream
+            .store(if up { UPSTREAM_UP } else { UPSTREAM_DOWN }, Relaxed);
+    }
+
+    /// Whether the upstream answered last time; `None` before the first try.
+    pub fn upstream_up(&self) -> Option<bool> {
+        match self.upstream.load(Relaxed) {
+            UPSTREAM_UP => Some(true),
+            UPSTREAM_DOWN => Some(false),
+            _ => None,
+        }
     }
 
     /// A relayed connection ended after `d`.
@@ -218,6 +247,7 @@ impl TenantCounters {
     /// Connecting to the upstream took `d`.
     pub fn upstream_connected(&self, d: Duration) {
         self.connect.observe(d);
+        self.set_upstream(true);
     }
 
     /// The tenant has an access policy: give it `requests_total` series.
@@ -264,6 +294,7 @@ struct TenantCollector {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     Up,
+    UpstreamUp,
     Active,
     Connections,
     Rejected,
@@ -274,8 +305,9 @@ enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 8] = [
+    const ALL: [Family; 9] = [
         Family::Up,
+        Family::UpstreamUp,
         Family::Active,
         Family::Connections,
         Family::Rejected,
@@ -292,6 +324,12 @@ impl Family {
             Family::Up => (
                 "sockbroker_tenant_up",
                 "Whether the tenant's socket is listening (1) or down (0).",
+                GAUGE,
+                None,
+            ),
+            Family::UpstreamUp => (
+                "sockbroker_upstream_up",
+                "Whether the tenant's upstream accepted the last connection or probe (1) or refused or was missing (0).",
                 GAUGE,
                 None,
             ),
@@ -389,6 +427,10 @@ impl TenantCollector {
         let mut m = series(n, None);
         match family {
             Family::Up => m.set_gauge(gauge(f64::from(u8::from(t.up.load(Relaxed))))),
+            Family::UpstreamUp => match t.upstream_up() {
+                Some(up) => m.set_gauge(gauge(f64::from(u8::from(up)))),
+                None => return,
+            },
             Family::Active => m.set_gauge(gauge(t.active.load(Relaxed) as f64)),
             Family::Connections => m.set_counter(counter(t.total.load(Relaxed))),
             Family::Duration => m.set_histogram(t.duration.to_proto()),
@@ -465,6 +507,8 @@ pub struct Metrics {
     config_reloads_total: IntCounterVec,
     /// Number of configured tenants (up or down).
     pub tenants: IntGauge,
+    /// Upgrades in place (SIGUSR2) by result (success / failure).
+    upgrades_total: IntCounterVec,
     /// Per-tenant counters by tenant name, rendered after the registry's families.
     per_tenant: Arc<TenantCollector>,
 }
@@ -534,6 +578,23 @@ impl Metrics {
                 &r,
                 IntGauge::new("sockbroker_tenants", "Number of configured tenants.").unwrap(),
             ),
+            upgrades_total: {
+                let c = reg(
+                    &r,
+                    IntCounterVec::new(
+                        Opts::new(
+                            "sockbroker_upgrades_total",
+                            "Upgrades in place (SIGUSR2) started by this process, by result.",
+                        ),
+                        &["result"],
+                    )
+                    .unwrap(),
+                );
+                for result in ["success", "failure"] {
+                    c.with_label_values(&[result]);
+                }
+                c
+            },
             per_tenant: Arc::new(TenantCollector {
                 tenants: TenantTable::default(),
             }),
@@ -582,6 +643,13 @@ impl Metrics {
         }
     }
 
+    /// Record an upgrade in place that handed over (`true`) or failed.
+    pub fn record_upgrade(&self, success: bool) {
+        self.upgrades_total
+            .with_label_values(&[if success { "success" } else { "failure" }])
+            .inc();
+    }
+
     /// The Prometheus text exposition: the registry's families, then the
     /// per-tenant families, each built and encoded in turn.
     pub fn render(&self) -> String {
@@ -624,6 +692,16 @@ mod tests {
         assert!(text
             .contains("sockbroker_connections_rejected_total{reason=\"limit\",tenant=\"ci\"} 1"));
         assert!(text.contains("sockbroker_tenant_up{tenant=\"ci\"} 1"));
+        // No upstream series before the first connect or probe; then 0/1.
+        assert!(!text.contains("sockbroker_upstream_up"), "{text}");
+        t.rejected(Reject::UpstreamUnavailable);
+        assert!(m
+            .render()
+            .contains("sockbroker_upstream_up{tenant=\"ci\"} 0"));
+        t.upstream_connected(Duration::from_millis(1));
+        assert!(m
+            .render()
+            .contains("sockbroker_upstream_up{tenant=\"ci\"} 1"));
         assert!(text.contains("# TYPE sockbroker_connections_total counter"));
         assert!(text.contains("sockbroker_build_info{version="));
         // No requests series until the tenant has an access policy.

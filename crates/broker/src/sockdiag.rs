@@ -81,10 +81,20 @@ enum Batch {
     Done,
 }
 
-/// Parse one datagram: push the (dev, ino) of every listening socket's file
-/// into `out` (device in the kernel's internal encoding, inode truncated to
-/// 32 bits, as `unix_diag_vfs` carries them).
-fn parse(buf: &[u8], out: &mut Vec<(u32, u32)>) -> io::Result<Batch> {
+/// One listening socket as the kernel lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    /// The socket's own inode (`st_ino` of `fstat` on its descriptor).
+    sock_ino: u32,
+    /// The bound file's device, in the kernel's internal encoding.
+    dev: u32,
+    /// The bound file's inode, truncated to 32 bits as `unix_diag_vfs` carries it.
+    ino: u32,
+}
+
+/// Parse one datagram: push every listening socket that is bound to a file
+/// into `out`.
+fn parse(buf: &[u8], out: &mut Vec<Entry>) -> io::Result<Batch> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed sock_diag reply");
     let mut at = 0;
     while at + NLMSG_HDR <= buf.len() {
@@ -101,7 +111,9 @@ fn parse(buf: &[u8], out: &mut Vec<(u32, u32)>) -> io::Result<Batch> {
                 return Err(io::Error::from_raw_os_error(-errno));
             }
             SOCK_DIAG_BY_FAMILY => {
-                // unix_diag_msg, then attributes (struct rtattr: u16 len, u16 type).
+                // unix_diag_msg (family, type, state, pad, u32 ino, cookie),
+                // then attributes (struct rtattr: u16 len, u16 type).
+                let sock_ino = u32_at(msg, 4).ok_or_else(bad)?;
                 let mut a = UNIX_DIAG_MSG;
                 while a + 4 <= msg.len() {
                     let alen = usize::from(u16_at(msg, a).ok_or_else(bad)?);
@@ -112,7 +124,7 @@ fn parse(buf: &[u8], out: &mut Vec<(u32, u32)>) -> io::Result<Batch> {
                     if atype == UNIX_DIAG_VFS && alen >= 12 {
                         let ino = u32_at(msg, a + 4).ok_or_else(bad)?;
                         let dev = u32_at(msg, a + 8).ok_or_else(bad)?;
-                        out.push((dev, ino));
+                        out.push(Entry { sock_ino, dev, ino });
                     }
                     a += align4(alen);
                 }
@@ -132,12 +144,8 @@ fn kernel_dev(st_dev: u64) -> u32 {
     ((major << 20) | (minor & 0xf_ffff)) as u32
 }
 
-/// Whether a socket in this network namespace listens on the file with
-/// `st_dev`/`st_ino` (from `stat(2)` of the socket path).
-///
-/// An error means the kernel could not be asked (no `CONFIG_UNIX_DIAG`, a
-/// seccomp or address-family filter): the caller must then assume "maybe".
-pub fn listening_on(st_dev: u64, st_ino: u64) -> io::Result<bool> {
+/// Walk the kernel's list of listening Unix sockets until `found` says stop.
+fn dump(mut found: impl FnMut(&Entry) -> bool) -> io::Result<bool> {
     let fd = socket(
         AddressFamily::Netlink,
         SockType::Datagram,
@@ -150,8 +158,7 @@ pub fn listening_on(st_dev: u64, st_ino: u64) -> io::Result<bool> {
         &NetlinkAddr::new(0, 0),
         MsgFlags::empty(),
     )?;
-    let want = (kernel_dev(st_dev), st_ino as u32);
-    let mut found = Vec::new();
+    let mut entries = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
@@ -161,15 +168,38 @@ pub fn listening_on(st_dev: u64, st_ino: u64) -> io::Result<bool> {
                 "sock_diag dump ended early",
             ));
         }
-        let batch = parse(&buf[..n], &mut found)?;
-        if found.contains(&want) {
+        let batch = parse(&buf[..n], &mut entries)?;
+        if entries.iter().any(&mut found) {
             return Ok(true);
         }
-        found.clear();
+        entries.clear();
         if batch == Batch::Done {
             return Ok(false);
         }
     }
+}
+
+/// Whether a socket in this network namespace listens on the file with
+/// `st_dev`/`st_ino` (from `stat(2)` of the socket path).
+///
+/// An error means the kernel could not be asked (no `CONFIG_UNIX_DIAG`, a
+/// seccomp or address-family filter): the caller must then assume "maybe".
+pub fn listening_on(st_dev: u64, st_ino: u64) -> io::Result<bool> {
+    let want = (kernel_dev(st_dev), st_ino as u32);
+    dump(|e| (e.dev, e.ino) == want)
+}
+
+/// Whether the listening socket whose own inode is `sock_ino` (`fstat` of its
+/// descriptor) is bound to the file with `st_dev`/`st_ino` (`stat` of a
+/// path): "the file at that path is still this socket". Used before adopting
+/// a handed-over listener.
+pub fn is_bound_to(sock_ino: u64, st_dev: u64, st_ino: u64) -> io::Result<bool> {
+    let want = Entry {
+        sock_ino: sock_ino as u32,
+        dev: kernel_dev(st_dev),
+        ino: st_ino as u32,
+    };
+    dump(|e| *e == want)
 }
 
 #[cfg(test)]
@@ -194,6 +224,22 @@ mod tests {
         assert!(!listening_on(m.dev(), m.ino()).unwrap());
         let m2 = std::fs::metadata(&other).unwrap();
         assert!(listening_on(m2.dev(), m2.ino()).unwrap());
+    }
+
+    #[test]
+    fn knows_which_file_a_listening_descriptor_is_bound_to() {
+        use std::os::fd::AsFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        let sock = nix::sys::stat::fstat(l.as_fd()).unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        assert!(is_bound_to(sock.st_ino, m.dev(), m.ino()).unwrap());
+        // Another socket now at that path: the descriptor is not bound to it.
+        std::fs::remove_file(&path).unwrap();
+        let _other = UnixListener::bind(&path).unwrap();
+        let m2 = std::fs::metadata(&path).unwrap();
+        assert!(!is_bound_to(sock.st_ino, m2.dev(), m2.ino()).unwrap());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Creating, adjusting and removing tenant sockets safely (DESIGN.md "Socket safety").
+//! Creating, adjusting, adopting and removing tenant sockets safely
+//! (docs/decisions.md "Sockets", docs/security.md).
 //!
 //! A tenant socket is bound under a short temporary name in its target directory,
 //! chowned and chmodded there, and only then renamed onto its final path, so no
@@ -121,16 +122,133 @@ impl SocketFile {
         false
     }
 
+    /// The owner and mode the path really has now, if it is still our socket.
+    pub fn owner_mode(&self) -> Option<(u32, u32, u32)> {
+        let m = fs::symlink_metadata(&self.path).ok()?;
+        (m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino)
+            .then(|| (m.uid(), m.gid(), m.mode() & 0o7777))
+    }
+
     /// Change owner and mode in place on the existing inode (no rebind, open
     /// connections untouched). Refuses when the path no longer names our inode.
     pub fn set_owner_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<(), SocketError> {
-        if !self.is_ours() {
+        let Some(now) = self.owner_mode() else {
             return Err(SocketError::Occupied {
                 path: self.path.clone(),
                 what: "no longer the socket sockbroker created",
             });
+        };
+        change_owner_mode(&self.path, now, (uid, gid, mode))
+    }
+}
+
+/// Move a live socket from owner/mode `from` to `to` without a moment in
+/// which anyone outside both may connect: first narrow the mode to what both
+/// allow, then change the owner, then widen to the new mode. (Changing the
+/// owner first would hand a narrowed group the old, wider mode; changing the
+/// mode first would hand the old group the new, wider mode.)
+fn change_owner_mode(
+    path: &Path,
+    from: (u32, u32, u32),
+    to: (u32, u32, u32),
+) -> Result<(), SocketError> {
+    let chmod = |mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| SocketError::io("chmod", path, e))
+    };
+    let (uid, gid, mode) = to;
+    if (from.0, from.1) != (uid, gid) {
+        let narrow = from.2 & mode;
+        if narrow != from.2 {
+            chmod(narrow)?;
         }
-        chown_chmod(&self.path, uid, gid, mode)
+        nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|e| SocketError::io("chown", path, e.into()))?;
+        if narrow != mode {
+            chmod(mode)?;
+        }
+    } else if from.2 != mode {
+        chmod(mode)?;
+    }
+    Ok(())
+}
+
+/// Take over a listening socket handed to this process (`LISTEN_FDS`) as the
+/// socket at `path`: only when it is a listening Unix stream socket bound to
+/// `path` and the file at `path` is still that socket (same device and inode,
+/// asked of the kernel through [`crate::sockdiag`]). Owner and mode are moved
+/// to `uid:gid`/`mode` in place if they differ. On refusal the descriptor is
+/// closed by the caller dropping it; the message says why.
+pub fn adopt(
+    fd: std::os::fd::OwnedFd,
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+) -> Result<(UnixListener, SocketFile), (std::os::fd::OwnedFd, String)> {
+    use nix::sys::socket::{getsockname, getsockopt, sockopt, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let check = || -> Result<SocketFile, String> {
+        match getsockopt(&fd, sockopt::SockType) {
+            Ok(SockType::Stream) => {}
+            Ok(t) => return Err(format!("it is a {t:?} socket, not a stream socket")),
+            Err(e) => return Err(format!("it is not a socket ({e})")),
+        }
+        if !getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
+            return Err("it is not listening".into());
+        }
+        // The name it was bound under: ours are bound under a temporary
+        // name and renamed into place, so this is only for messages; the
+        // file identity below is what counts.
+        let bound = getsockname::<UnixAddr>(fd.as_raw_fd())
+            .ok()
+            .and_then(|a| a.path().map(Path::to_path_buf))
+            .ok_or("it is not a Unix socket bound to a path")?;
+        let m = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !m.file_type().is_socket() {
+            return Err(format!("{} is not a socket", path.display()));
+        }
+        let sock = nix::sys::stat::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
+        match crate::sockdiag::is_bound_to(sock.st_ino, m.dev(), m.ino()) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "the file at {} is not this socket (it was bound as {})",
+                    path.display(),
+                    bound.display()
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot ask the kernel which file it is bound to: {e}"
+                ))
+            }
+        }
+        change_owner_mode(
+            path,
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (uid, gid, mode),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(SocketFile {
+            path: path.to_owned(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    };
+    match check() {
+        Ok(file) => {
+            let l = UnixListener::from(fd);
+            match l.set_nonblocking(true) {
+                Ok(()) => Ok((l, file)),
+                Err(e) => Err((l.into(), format!("set_nonblocking: {e}"))),
+            }
+        }
+        Err(why) => Err((fd, why)),
     }
 }
 

@@ -18,6 +18,9 @@ pub enum TenantState {
     Up,
     /// Not listening; the reason says what to fix. Retried periodically.
     Down(String),
+    /// Listening, but not as configured (an owner/mode change failed); the
+    /// reason says what. Retried periodically.
+    Degraded(String),
 }
 
 /// The peer's credentials (`SO_PEERCRED`), for checks and log lines.
@@ -97,7 +100,7 @@ impl TenantShared {
 
     /// Record up/down (state, gauge and, when down, a log line).
     pub fn set_state(&self, state: TenantState) {
-        self.metrics.set_up(matches!(state, TenantState::Up));
+        self.metrics.set_up(!matches!(state, TenantState::Down(_)));
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 

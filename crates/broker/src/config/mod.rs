@@ -208,8 +208,16 @@ impl TenantSpec {
 /// A missing, unreadable or non-UTF-8 file, or a directory, is one error
 /// naming the file; otherwise see [`parse`].
 pub fn load(path: &Path, ids: &SubIdFiles) -> Result<Config, ConfigErrors> {
-    let text = read_file(path).map_err(|m| ConfigError::file_level(path, m))?;
+    let text = read(path)?;
     parse(&text, path, ids)
+}
+
+/// Read the configuration file's text with [`load`]'s checks and messages
+/// (size cap, directory, UTF-8), for callers that need the text itself (the
+/// daemon hashes it to skip reloads of unchanged content): `check` and `run`
+/// read a file the same way.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    read_file(path).map_err(|m| ConfigError::file_level(path, m).into())
 }
 
 fn read_file(path: &Path) -> Result<String, String> {
