@@ -253,7 +253,10 @@ const UNITS: [&str; 2] = ["sockbroker.service", "sockbroker-user.service"];
 fn verify(name: &str, unit_text: &str, dropins: &[(&str, String)]) -> (bool, String) {
     let dir = scratch();
     let bin = broker_bin();
-    let unit = unit_text.replace("/usr/local/bin/sockbroker", bin.to_str().unwrap());
+    let unit = unit_text.replace(
+        "ExecStart=sockbroker ",
+        &format!("ExecStart={} ", bin.display()),
+    );
     std::fs::write(dir.path().join(name), unit).unwrap();
     if !dropins.is_empty() {
         let d = dir.path().join(format!("{name}.d"));

@@ -34,9 +34,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use subid::SubIdFiles;
 pub use table::format_table;
 
-/// The configuration file used when neither `--config` nor `$SOCKBROKER_CONFIG` is given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/sockbroker/sockbroker.yaml";
-
 /// Files larger than this are refused rather than read into memory.
 const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -250,8 +247,13 @@ impl TenantSpec {
 /// A missing, unreadable or non-UTF-8 file, or a directory, is one error
 /// naming the file; otherwise see [`parse`].
 pub fn load(path: &Path, ids: &SubIdFiles) -> Result<Config, ConfigErrors> {
-    let text = read_file(path).map_err(|m| ConfigError::file_level(path, m))?;
-    parse(&text, path, ids)
+    parse(&read(path)?, path, ids)
+}
+
+/// Read the configuration file's text as [`load`] does (size cap, the same
+/// messages), for callers that look at the text too (`sockbroker check`).
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    read_file(path).map_err(|m| ConfigError::file_level(path, m).into())
 }
 
 fn read_file(path: &Path) -> Result<String, String> {
