@@ -33,9 +33,10 @@ fn main() {
     // OUT_DIR is <target>/[<triple>/]<profile>/build/sockbroker-<hash>/out.
     if let Some(profile_dir) = out.ancestors().nth(3) {
         let stable = profile_dir.join("sockbroker-assets");
-        // Missing (e.g. deleted by hand) makes cargo run this script again.
+        // Deleted or changed by hand, it makes cargo run this script again;
+        // files are rewritten only when their content differs, so an
+        // unchanged copy does not make every build rerun the script.
         println!("cargo:rerun-if-changed={}", stable.display());
-        let _ = std::fs::remove_dir_all(&stable);
         copy_dir(&assets, &stable).expect("copy the generated assets");
     }
 }
@@ -123,7 +124,11 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         if e.file_type()?.is_dir() {
             copy_dir(&e.path(), &to.join(e.file_name()))?;
         } else {
-            std::fs::copy(e.path(), to.join(e.file_name()))?;
+            let data = std::fs::read(e.path())?;
+            let dest = to.join(e.file_name());
+            if std::fs::read(&dest).ok().as_ref() != Some(&data) {
+                std::fs::write(&dest, data)?;
+            }
         }
     }
     Ok(())

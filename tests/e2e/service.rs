@@ -6,8 +6,8 @@
 //! the container image in deploy/container built and run on a network-less engine.
 //!
 //! Tests that need a tool (systemd-analyze, strace, promtool,
-//! kubernetes-validate, dockerd) print `SKIPPED: …` and pass when it is absent;
-//! .ci/run installs them.
+//! kubernetes-validate, dockerd) print `SKIPPED: …` and pass when it is absent,
+//! and fail under `CI=true`; tests/setup.sh installs them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
