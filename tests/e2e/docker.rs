@@ -952,8 +952,7 @@ fn policy_events_stream() {
 
 #[test]
 fn docker_userns_remap_end_to_end() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (starts Docker engines with --userns-remap)");
+    if skip_unless_root("starts Docker engines with --userns-remap") {
         return;
     }
     let total = Instant::now();

@@ -6,8 +6,8 @@
 //! the container image in deploy/container built and run on a network-less engine.
 //!
 //! Tests that need a tool (systemd-analyze, strace, promtool,
-//! kubernetes-validate, dockerd) print `SKIPPED: …` and pass when it is absent;
-//! .ci/run installs them.
+//! kubernetes-validate, dockerd) print `SKIPPED: …` and pass when it is absent,
+//! and fail under `CI=true`; tests/setup.sh installs them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -253,7 +253,10 @@ const UNITS: [&str; 2] = ["sockbroker.service", "sockbroker-user.service"];
 fn verify(name: &str, unit_text: &str, dropins: &[(&str, String)]) -> (bool, String) {
     let dir = scratch();
     let bin = broker_bin();
-    let unit = unit_text.replace("/usr/local/bin/sockbroker", bin.to_str().unwrap());
+    let unit = unit_text.replace(
+        "ExecStart=sockbroker ",
+        &format!("ExecStart={} ", bin.display()),
+    );
     std::fs::write(dir.path().join(name), unit).unwrap();
     if !dropins.is_empty() {
         let d = dir.path().join(format!("{name}.d"));
@@ -1160,16 +1163,22 @@ fn kubernetes_manifests_fit_together() {
 }
 
 /// Schema validation of the manifests with `kubernetes-validate --strict` (PyPI;
-/// ships the Kubernetes JSON schemas, works offline). Found on PATH or at
-/// `$SB_KUBERNETES_VALIDATE`.
+/// ships the Kubernetes JSON schemas, works offline). Found at
+/// `$SB_KUBERNETES_VALIDATE`, else where tests/setup.sh installs it, else on PATH.
 #[test]
 fn kubernetes_manifests_pass_schema_validation() {
-    let prog =
-        std::env::var("SB_KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
+    let prog = std::env::var("SB_KUBERNETES_VALIDATE").unwrap_or_else(|_| {
+        let venv = "/opt/sockbroker-ci/kv/bin/kubernetes-validate";
+        if Path::new(venv).exists() {
+            venv.into()
+        } else {
+            "kubernetes-validate".into()
+        }
+    });
     if !have(
         &prog,
         "--version",
-        "pip install kubernetes-validate, or set SB_KUBERNETES_VALIDATE",
+        "tests/setup.sh installs it in a venv (or pip install kubernetes-validate==1.37.0 and set SB_KUBERNETES_VALIDATE)",
     ) {
         return;
     }

@@ -68,18 +68,39 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
     }
 }
 
-/// Print a SKIPPED line and return true unless running as root; `needs` says why
-/// root is needed.
+/// True under CI (`CI=true` or `CI=1`, as CI services and `.ci/run` set it):
+/// then a test never skips.
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+/// A test cannot run here (`missing`: what is missing; `fix`: how to get it).
+/// Outside CI it prints a SKIPPED line and the caller returns; under CI it
+/// panics, so a broken install step fails the run instead of looking like a
+/// pass.
+pub fn cannot_run(missing: &str, fix: &str) {
+    if in_ci() {
+        panic!("{missing}; {fix}. CI=true: a test never skips (unset CI to skip instead)");
+    }
+    eprintln!("SKIPPED: {missing}; {fix}");
+}
+
+/// Unless running as root: [`cannot_run`] (SKIPPED, or a failure under CI)
+/// and true; `needs` says why root is needed.
 pub fn skip_unless_root(needs: &str) -> bool {
     if !is_root() {
-        eprintln!("SKIPPED: needs root ({needs})");
+        cannot_run(
+            &format!("needs root ({needs})"),
+            "run the tests as root (sudo -E cargo test --workspace)",
+        );
         return true;
     }
     false
 }
 
-/// True when `prog ARG` (e.g. `--version`) runs; otherwise prints a SKIPPED
-/// line saying how to install it (`install`, e.g. "apt-get install strace").
+/// True when `prog ARG` (e.g. `--version`) runs; otherwise [`cannot_run`]
+/// (SKIPPED, or a failure under CI) saying how to install it (`install`,
+/// e.g. "apt-get install strace").
 pub fn have(prog: &str, arg: &str, install: &str) -> bool {
     let ok = Command::new(prog)
         .arg(arg)
@@ -88,7 +109,10 @@ pub fn have(prog: &str, arg: &str, install: &str) -> bool {
         .status()
         .is_ok();
     if !ok {
-        eprintln!("SKIPPED: `{prog}` not found ({install}; .ci/run installs it)");
+        cannot_run(
+            &format!("`{prog}` not found"),
+            &format!("{install}; tests/setup.sh installs everything the tests need"),
+        );
     }
     ok
 }

@@ -532,13 +532,19 @@ impl Metrics {
         let build_info = reg(
             &r,
             IntGaugeVec::new(
-                Opts::new("sockbroker_build_info", "Build information; always 1."),
-                &["version"],
+                Opts::new(
+                    "sockbroker_build_info",
+                    "Build information (version, git commit as in `sockbroker --version`); always 1.",
+                ),
+                &["version", "commit"],
             )
             .unwrap(),
         );
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("SOCKBROKER_GIT_COMMIT").unwrap_or("unknown"),
+            ])
             .set(1);
         #[cfg(target_os = "linux")]
         {
@@ -703,7 +709,8 @@ mod tests {
             .render()
             .contains("sockbroker_upstream_up{tenant=\"ci\"} 1"));
         assert!(text.contains("# TYPE sockbroker_connections_total counter"));
-        assert!(text.contains("sockbroker_build_info{version="));
+        assert!(text.contains("sockbroker_build_info{commit="), "{text}");
+        assert!(text.contains(&format!(",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
         // No requests series until the tenant has an access policy.
         assert!(!text.contains("sockbroker_requests_total"), "{text}");
         t.policy_mode();

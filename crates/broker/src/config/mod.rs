@@ -36,9 +36,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use subid::SubIdFiles;
 pub use table::format_table;
 
-/// The configuration file used when neither `--config` nor `$SOCKBROKER_CONFIG` is given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/sockbroker/sockbroker.yaml";
-
 /// Files larger than this are refused rather than read into memory.
 const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
