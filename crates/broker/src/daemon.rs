@@ -191,8 +191,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let drain = sup.shutdown();
     tokio::select! {
         _ = drain => tracing::info!("all connections closed; bye"),
-        _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
-        _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(1) }
+        _ = term.recv() => { tracing::warn!("second signal: exiting now"); crate::logging::flush(); std::process::exit(1) }
+        _ = int.recv() => { tracing::warn!("second signal: exiting now"); crate::logging::flush(); std::process::exit(1) }
     }
     drop(http);
     notify::flush(Duration::from_secs(1));

@@ -6,7 +6,8 @@
 //! limits) → `sockbroker_relay` (bytes) → upstream. [`socket`] creates the tenant
 //! sockets safely (asking [`sockdiag`] whether a leftover it may not connect to
 //! is stale), [`daemon`] drives reloads and shutdown and tells the service
-//! manager through [`notify`], [`watch`] notices file edits, [`metrics`] and
+//! manager through [`notify`], [`watch`] notices file edits, [`logging`] writes log
+//! lines off the workers, [`metrics`] and
 //! [`http`] export what happens. Tenants with an `access`
 //! policy go through [`policy_relay`] (HTTP/1.1-aware) instead of the byte relay,
 //! deciding each request with [`policy`].
@@ -18,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
