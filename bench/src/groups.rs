@@ -1,12 +1,15 @@
-//! Scenario groups: alternating rounds, idle memory, tenants, reload.
+//! Scenario groups: alternating rounds; the relay groups (throughput, round
+//! trips, connection rate), idle memory, tenants, reload.
 
-use crate::clients::{round_trip, RunResult};
+use crate::clients::{
+    connection_rate, request_response, round_trip, throughput_down, throughput_up, RunResult,
+};
 use crate::opts::Opts;
 use crate::procs::{pss_kib, status_kib, tree_mem_kib};
 use crate::table::{pct_us, Row};
 use crate::target::{
-    broker_config, connect, log_path, self_cpu_ns, spawn_broker, tenant_names, tenant_path, Kind,
-    Target,
+    broker_config, connect, log_path, second_target, self_cpu_ns, spawn_broker, start_broker,
+    start_floor, tenant_names, tenant_path, Kind, Target,
 };
 use crate::upstream::Upstream;
 use crate::MSG;
@@ -137,7 +140,10 @@ pub(crate) fn idle_group(opts: &Opts, t: &Target, up: &Upstream, rows: &mut [Row
         s.read_exact(&mut back).expect("idle connection: read");
         assert_eq!(back, [3u8; MSG]);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // sockbroker gives a buffer back after 0.5–1 s without data (the relay's
+    // `buffer_release`): measure after that, as an idle `docker events`
+    // connection would be seen an hour later.
+    std::thread::sleep(Duration::from_millis(1500));
     let used = pid.map(mem);
     eprintln!(
         "    {}: {n} connections open in {open_s:.2}s, all answered; memory KiB (rss, pss) before {before:?} idle {opened:?} after use {used:?}",
@@ -279,4 +285,89 @@ pub(crate) fn reload_group(opts: &Opts, dir: &Path, up: &Upstream, rows: &mut Ve
         p.stop(Duration::from_secs(30));
         let _ = std::fs::remove_dir_all(&tdir);
     }
+}
+
+/// The throughput, rr and connrate groups: direct, socat (or B), the floor
+/// relay (rr and connrate) and sockbroker, behind each server model of the
+/// upstream that `--server` asks for.
+pub(crate) fn relay_groups(opts: &Opts, dir: &Path, up: &Upstream, rows: &mut Vec<Row>) {
+    let dur = opts.duration;
+    let direct = Target {
+        kind: Kind::Direct,
+        socat: false,
+        path: up.path.clone(),
+        proc: None,
+    };
+    let socat = second_target(opts, dir, &up.path, "socat-main");
+    let broker = start_broker(opts, dir, &up.path, "broker-main");
+    let floor = opts
+        .floor
+        .as_ref()
+        .map(|bin| start_floor(opts, bin, dir, &up.path, "floor-main"));
+    let targets = [&direct, &socat, &broker];
+    let mut small: Vec<&Target> = targets.to_vec();
+    small.extend(floor.as_ref());
+    for &threads in &opts.servers {
+        up.threads.store(threads, Ordering::Relaxed);
+        let (tag, label) = if threads {
+            (" [threads]", "upstream: a blocking thread per connection")
+        } else {
+            ("", "upstream: tokio tasks")
+        };
+        if opts.wants("throughput") {
+            eprintln!("throughput ({label})");
+            let mut sc: Vec<Scenario<'_>> = Vec::new();
+            // Behind the threaded upstream only the 8-connection rows (the target's).
+            let conns: &[usize] = if threads { &[8] } else { &[1, 8] };
+            for &c in conns {
+                let s = if c == 1 { "conn" } else { "conns" };
+                sc.push((
+                    "rate",
+                    format!("throughput up (into sink), {c} {s}{tag}"),
+                    "MB/s",
+                    true,
+                    Box::new(move |p| throughput_up(p, c, dur)),
+                ));
+                sc.push((
+                    "rate",
+                    format!("throughput down (out of source), {c} {s}{tag}"),
+                    "MB/s",
+                    true,
+                    Box::new(move |p| throughput_down(p, c, dur)),
+                ));
+            }
+            rows.extend(run_alternating(opts, &targets, sc));
+        }
+        if opts.wants("rr") {
+            eprintln!("request/response ({label})");
+            let mut sc: Vec<Scenario<'_>> = Vec::new();
+            for c in [1usize, 16] {
+                let s = if c == 1 { "conn" } else { "conns" };
+                sc.push((
+                    "lat",
+                    format!("round trips, {c} {s}{tag}"),
+                    "1/s",
+                    true,
+                    Box::new(move |p| request_response(p, c, dur)),
+                ));
+            }
+            rows.extend(run_alternating(opts, &small, sc));
+        }
+        if opts.wants("connrate") {
+            eprintln!("connection rate ({label})");
+            let mut sc: Vec<Scenario<'_>> = Vec::new();
+            for c in [1usize, 16] {
+                let s = if c == 1 { "worker" } else { "workers" };
+                sc.push((
+                    "p99",
+                    format!("connection rate, {c} {s}{tag}"),
+                    "1/s",
+                    true,
+                    Box::new(move |p| connection_rate(p, c, dur)),
+                ));
+            }
+            rows.extend(run_alternating(opts, &small, sc));
+        }
+    }
+    up.threads.store(false, Ordering::Relaxed);
 }

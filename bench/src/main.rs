@@ -25,14 +25,13 @@ mod table;
 mod target;
 mod upstream;
 
-use crate::clients::{connection_rate, request_response, throughput_down, throughput_up};
-use crate::groups::{idle_group, reload_group, run_alternating, tenants_group, Scenario};
+use crate::groups::{idle_group, relay_groups, reload_group, tenants_group};
 use crate::opts::Opts;
-use crate::policy::policy_group;
+use crate::policy::{haproxy_version, policy_group};
 use crate::procs::{kill_all_registered, raise_nofile};
 use crate::report::{fs_label, machine, socat_version, targets_summary};
 use crate::table::{policy_summary, print_policy_table, print_table, Row};
-use crate::target::{second_target, start_broker, Kind, Target, COL2};
+use crate::target::{second_target, start_broker, COL2};
 use crate::upstream::{start_http_upstream, start_upstream};
 
 /// Size of the chunks streamed in the throughput scenarios.
@@ -94,72 +93,11 @@ fn main() {
     );
 
     let mut rows: Vec<Row> = Vec::new();
-    let dur = opts.duration;
-    let needs_relays = ["throughput", "rr", "connrate"]
+    if ["throughput", "rr", "connrate"]
         .iter()
-        .any(|g| opts.wants(g));
-    if needs_relays {
-        let direct = Target {
-            kind: Kind::Direct,
-            socat: false,
-            path: up.path.clone(),
-            proc: None,
-        };
-        let socat = second_target(&opts, &dir, &up.path, "socat-main");
-        let broker = start_broker(&opts, &dir, &up.path, "broker-main");
-        let targets = [&direct, &socat, &broker];
-        if opts.wants("throughput") {
-            eprintln!("throughput");
-            let mut sc: Vec<Scenario<'_>> = Vec::new();
-            for c in [1usize, 8] {
-                let s = if c == 1 { "conn" } else { "conns" };
-                sc.push((
-                    "rate",
-                    format!("throughput up (into sink), {c} {s}"),
-                    "MB/s",
-                    true,
-                    Box::new(move |p| throughput_up(p, c, dur)),
-                ));
-                sc.push((
-                    "rate",
-                    format!("throughput down (out of source), {c} {s}"),
-                    "MB/s",
-                    true,
-                    Box::new(move |p| throughput_down(p, c, dur)),
-                ));
-            }
-            rows.extend(run_alternating(&opts, &targets, sc));
-        }
-        if opts.wants("rr") {
-            eprintln!("request/response");
-            let mut sc: Vec<Scenario<'_>> = Vec::new();
-            for c in [1usize, 16] {
-                let s = if c == 1 { "conn" } else { "conns" };
-                sc.push((
-                    "lat",
-                    format!("round trips, {c} {s}"),
-                    "1/s",
-                    true,
-                    Box::new(move |p| request_response(p, c, dur)),
-                ));
-            }
-            rows.extend(run_alternating(&opts, &targets, sc));
-        }
-        if opts.wants("connrate") {
-            eprintln!("connection rate");
-            let mut sc: Vec<Scenario<'_>> = Vec::new();
-            for c in [1usize, 16] {
-                let s = if c == 1 { "worker" } else { "workers" };
-                sc.push((
-                    "p99",
-                    format!("connection rate, {c} {s}"),
-                    "1/s",
-                    true,
-                    Box::new(move |p| connection_rate(p, c, dur)),
-                ));
-            }
-            rows.extend(run_alternating(&opts, &targets, sc));
-        }
+        .any(|g| opts.wants(g))
+    {
+        relay_groups(&opts, &dir, &up, &mut rows);
     }
     if opts.wants("idle") {
         let n = opts.idle_conns;
@@ -167,7 +105,7 @@ fn main() {
         let mut idle_rows = [
             Row::new("relay memory per idle connection", "KiB", false),
             Row::new(
-                "relay memory per connection after one round trip",
+                "relay memory per connection after one round trip (1.5 s later)",
                 "KiB",
                 false,
             ),
@@ -214,6 +152,14 @@ fn main() {
     let _ = writeln!(report, "command: {}", cmdline.join(" "));
     let _ = writeln!(report, "machine: {}", machine());
     let _ = writeln!(report, "socat: {}", socat_version(&opts));
+    if let Some(v) = opts
+        .haproxy
+        .as_deref()
+        .filter(|_| opts.wants("policy"))
+        .and_then(haproxy_version)
+    {
+        let _ = writeln!(report, "haproxy: {v} (bench/haproxy.cfg)");
+    }
     let _ = writeln!(
         report,
         "scratch (sockets, configs, logs): {}",

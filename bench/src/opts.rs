@@ -73,6 +73,11 @@ struct Cli {
     /// Add rows with the CPU this process (clients + upstream server) used per unit.
     #[arg(long = "cpu-detail")]
     cpu_detail: bool,
+    /// How the upstream serves in the throughput, rr and connrate groups:
+    /// `tokio` (tasks), `threads` (a blocking thread per connection) or `both`
+    /// (rows for the threaded server are marked [threads]).
+    #[arg(long, default_value = "both", value_parser = ["tokio", "threads", "both"])]
+    server: String,
     /// Where sockets, configs and logs go; default /dev/shm (tmpfs, like /run on
     /// a real host) when it exists, else /tmp.
     #[arg(long)]
@@ -89,6 +94,9 @@ pub(crate) struct Opts {
     pub(crate) socat: String,
     /// The floor relay, measured in the rr and connrate groups.
     pub(crate) floor: Option<PathBuf>,
+    /// Upstream server models to measure the relay groups behind: `false`
+    /// tokio tasks, `true` a blocking thread per connection.
+    pub(crate) servers: Vec<bool>,
     /// HAProxy, the policy group's peer.
     pub(crate) haproxy: Option<String>,
     pub(crate) only: Option<Vec<String>>,
@@ -140,6 +148,11 @@ impl Opts {
                 cli.floor
                     .unwrap_or_else(|| exe.with_file_name("sockbroker-floor-relay")),
             ),
+            servers: match cli.server.as_str() {
+                "tokio" => vec![false],
+                "threads" => vec![true],
+                _ => vec![false, true],
+            },
             haproxy: (cli.haproxy != "none").then_some(cli.haproxy),
             only: cli.only,
             idle_conns: cli.idle.unwrap_or(if q { 200 } else { 2000 }),

@@ -71,55 +71,90 @@ pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// The main table: direct, socat (or B), the floor relay and sockbroker, with
+/// sockbroker's ratio to each. Columns nothing was measured for are left out.
 pub(crate) fn print_table(rows: &[Row]) -> String {
     let mut out = String::new();
     let c2 = Kind::Socat.name();
+    let floor = rows.iter().any(|r| r.med(Kind::Floor).is_some());
+    let (fh, fs) = if floor {
+        (" floor |", "---:|")
+    } else {
+        ("", "")
+    };
+    let (frh, frs) = if floor {
+        (" sockbroker/floor |", "---:|")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         out,
-        "| scenario | unit | direct | {c2} | sockbroker | {c2}/direct | sockbroker/direct | sockbroker/{c2} |"
+        "| scenario | unit | direct | {c2} |{fh} sockbroker | sockbroker/{c2} |{frh} sockbroker/direct | {c2}/direct |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---:|---:|{fs}---:|---:|{frs}---:|---:|");
     for r in rows {
-        let (d, s, b) = (r.med(Kind::Direct), r.med(Kind::Socat), r.med(Kind::Broker));
+        let (d, s, f, b) = (
+            r.med(Kind::Direct),
+            r.med(Kind::Socat),
+            r.med(Kind::Floor),
+            r.med(Kind::Broker),
+        );
+        let fv = if floor {
+            format!(" {} |", fmt_num(f))
+        } else {
+            String::new()
+        };
+        let fr = if floor {
+            format!(" {} |", ratio(b, f))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {}{} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} |{fv} {} | {} |{fr} {} | {} |",
             r.name,
             r.unit,
             if r.higher_better { " ↑" } else { " ↓" },
             fmt_num(d),
             fmt_num(s),
             fmt_num(b),
-            ratio(s, d),
+            ratio(b, s),
             ratio(b, d),
-            ratio(b, s)
+            ratio(s, d)
         );
     }
     out
 }
 
-/// The policy group's table: direct, the byte relay and the two policies, with
-/// ratios to direct and to the byte relay.
+/// The policy group's table: direct, the byte relay, the two policies and
+/// HAProxy (when it ran), with ratios to direct, to the byte relay and to HAProxy.
 pub(crate) fn print_policy_table(rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| scenario | unit | direct | byte relay (full) | read-only | userns-safe | full/direct | read-only/direct | userns-safe/direct | read-only/full | userns-safe/full |"
-    );
-    let _ = writeln!(
-        out,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
+    let hap = rows.iter().any(|r| r.med(Kind::Haproxy).is_some());
+    let mut head =
+        String::from("| scenario | unit | direct | byte relay (full) | read-only | userns-safe |");
+    let mut sep = String::from("|---|---|---:|---:|---:|---:|");
+    if hap {
+        head.push_str(" haproxy |");
+        sep.push_str("---:|");
+    }
+    head.push_str(" full/direct | read-only/direct | userns-safe/direct | read-only/full | userns-safe/full |");
+    sep.push_str("---:|---:|---:|---:|---:|");
+    if hap {
+        head.push_str(" haproxy/direct | read-only/haproxy | userns-safe/haproxy |");
+        sep.push_str("---:|---:|---:|");
+    }
+    let _ = writeln!(out, "{head}\n{sep}");
     for r in rows {
-        let (d, f, ro, ns) = (
+        let (d, f, ro, ns, h) = (
             r.med(Kind::Direct),
             r.med(Kind::Broker),
             r.med(Kind::ReadOnly),
             r.med(Kind::UsernsSafe),
+            r.med(Kind::Haproxy),
         );
-        let _ = writeln!(
-            out,
-            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        let mut line = format!(
+            "| {} | {}{} | {} | {} | {} | {} |",
             r.name,
             r.unit,
             if r.higher_better { " ↑" } else { " ↓" },
@@ -127,12 +162,29 @@ pub(crate) fn print_policy_table(rows: &[Row]) -> String {
             fmt_num(f),
             fmt_num(ro),
             fmt_num(ns),
+        );
+        if hap {
+            let _ = write!(line, " {} |", fmt_num(h));
+        }
+        let _ = write!(
+            line,
+            " {} | {} | {} | {} | {} |",
             ratio(f, d),
             ratio(ro, d),
             ratio(ns, d),
             ratio(ro, f),
             ratio(ns, f)
         );
+        if hap {
+            let _ = write!(
+                line,
+                " {} | {} | {} |",
+                ratio(h, d),
+                ratio(ro, h),
+                ratio(ns, h)
+            );
+        }
+        let _ = writeln!(out, "{line}");
     }
     out
 }

@@ -23,10 +23,14 @@ pub(crate) enum Kind {
     ReadOnly,
     /// Policy group: a broker tenant with `access: userns-safe`.
     UsernsSafe,
+    /// The floor relay (bench/src/bin/floor-relay.rs): rr and connrate only.
+    Floor,
+    /// Policy group: HAProxy configured like docker-socket-proxy (bench/haproxy.cfg).
+    Haproxy,
 }
 
 /// How many kinds a row can hold samples for.
-pub(crate) const KINDS: usize = 5;
+pub(crate) const KINDS: usize = 7;
 
 impl Kind {
     pub(crate) fn name(self) -> &'static str {
@@ -36,6 +40,8 @@ impl Kind {
             Kind::Broker => "sockbroker",
             Kind::ReadOnly => "read-only",
             Kind::UsernsSafe => "userns-safe",
+            Kind::Floor => "floor",
+            Kind::Haproxy => "haproxy",
         }
     }
 }
@@ -231,6 +237,17 @@ pub(crate) fn spawn_broker_bin(opts: &Opts, bin: &Path, config: &Path, log: &Pat
             .stdout(Stdio::null())
             .stderr(log),
     )
+}
+
+/// The floor relay, started like the broker (it reads the same generated config).
+pub(crate) fn start_floor(
+    opts: &Opts,
+    bin: &Path,
+    dir: &Path,
+    upstream: &Path,
+    label: &str,
+) -> Target {
+    start_broker_bin(opts, bin, Kind::Floor, dir, upstream, label)
 }
 
 pub(crate) fn start_broker(opts: &Opts, dir: &Path, upstream: &Path, label: &str) -> Target {

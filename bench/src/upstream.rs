@@ -2,6 +2,13 @@
 //!
 //! The first byte of a connection picks what it does: `S` sink (read and
 //! discard until EOF), `O` source (write until the peer goes away), `E` echo.
+//!
+//! Two server models, switched between scenarios: tokio tasks (an event-driven
+//! server such as the Docker engine's goroutines on a few threads), or a
+//! blocking thread per connection (as a simple server, or a harness built from
+//! threads and blocking I/O, serves). Which one sits behind the relays changes
+//! how a relay with few threads fares against socat's process per connection:
+//! docs/performance.md "Two ways to serve".
 
 use crate::CHUNK;
 use bytes::Bytes;
@@ -9,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +24,44 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub(crate) struct Upstream {
     pub(crate) path: PathBuf,
     pub(crate) accepted: Arc<AtomicUsize>,
+    /// Serve new connections on a blocking thread each instead of a tokio task.
+    pub(crate) threads: Arc<AtomicBool>,
+}
+
+/// The blocking twin of [`upstream_conn`], on a thread of its own.
+fn upstream_conn_blocking(mut s: std::os::unix::net::UnixStream) {
+    use std::io::{Read, Write};
+    let mut mode = [0u8; 1];
+    if s.read_exact(&mut mode).is_err() {
+        return;
+    }
+    match mode[0] {
+        b'S' => {
+            let mut buf = vec![0u8; CHUNK];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        b'O' => {
+            let buf = vec![0x5au8; CHUNK];
+            while s.write_all(&buf).is_ok() {}
+        }
+        b'E' => {
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 pub(crate) async fn upstream_conn(mut s: tokio::net::UnixStream) {
@@ -66,9 +111,20 @@ pub(crate) fn start_upstream(rt: &tokio::runtime::Runtime, path: &Path) -> Upstr
     let accepted = Arc::new(AtomicUsize::new(0));
     let listener = bind_listener(rt, path);
     let acc = accepted.clone();
+    let threads = Arc::new(AtomicBool::new(false));
+    let on_threads = threads.clone();
     rt.spawn(async move {
         loop {
             match listener.accept().await {
+                Ok((s, _)) if on_threads.load(Ordering::Relaxed) => {
+                    acc.fetch_add(1, Ordering::Relaxed);
+                    let s = s.into_std().expect("upstream socket");
+                    s.set_nonblocking(false).expect("blocking upstream socket");
+                    std::thread::Builder::new()
+                        .stack_size(64 * 1024)
+                        .spawn(move || upstream_conn_blocking(s))
+                        .expect("upstream thread");
+                }
                 Ok((s, _)) => {
                     acc.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(upstream_conn(s));
@@ -80,6 +136,7 @@ pub(crate) fn start_upstream(rt: &tokio::runtime::Runtime, path: &Path) -> Upstr
     Upstream {
         path: path.to_owned(),
         accepted,
+        threads,
     }
 }
 
