@@ -172,18 +172,18 @@ fn main() {
     );
     if !rows.is_empty() {
         report.push_str(&print_table(&rows));
-        let _ = writeln!(report, "\ntargets:");
-        report.push_str(&targets_summary(&rows));
     }
     if !policy_rows.is_empty() {
         let _ = writeln!(
             report,
-            "\npolicy mode (HTTP/1.1 to a Docker-like upstream; one broker, a tenant per access mode; read-only refuses container create, so it has no value there):\n"
+            "\npolicy mode (HTTP/1.1 to a Docker-like upstream; one broker, a tenant per access mode; HAProxy as docker-socket-proxy sets it up; read-only refuses container create, so it has no value there):\n"
         );
         report.push_str(&print_policy_table(&policy_rows));
         let _ = writeln!(report, "\nadded per request over the byte relay:");
         report.push_str(&policy_summary(&policy_rows));
     }
+    let _ = writeln!(report, "\ntargets (docs/performance.md \"Targets\"):");
+    report.push_str(&targets_summary(&rows, &policy_rows));
     let _ = writeln!(
         report,
         "\ntotal bench time {:.0}s",

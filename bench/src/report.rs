@@ -58,62 +58,128 @@ pub(crate) fn socat_version(opts: &Opts) -> String {
         .unwrap_or_else(|| "socat (version unknown)".into())
 }
 
-pub(crate) fn targets_summary(rows: &[Row]) -> String {
+/// One target's verdict line.
+fn verdict(out: &mut String, label: &str, ok: Option<bool>, detail: &str) {
+    let v = match ok {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not measured",
+    };
+    let _ = writeln!(out, "- {label}: {v} ({detail})");
+}
+
+/// The targets of issue #17 (docs/performance.md "Targets"), each checked
+/// against this run's medians: `rows` from the main table, `policy` from the
+/// policy group's.
+pub(crate) fn targets_summary(rows: &[Row], policy: &[Row]) -> String {
     let find = |name: &str| rows.iter().find(|r| r.name == name);
     let mut out = String::new();
-    let mut check = |label: &str, ok: Option<bool>, detail: String| {
-        let verdict = match ok {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "not measured",
-        };
-        let _ = writeln!(out, "- {label}: {verdict} ({detail})");
+    // sockbroker's value over another column's, for a rate row.
+    let over = |name: &str, k: Kind| -> Option<f64> {
+        let r = find(name)?;
+        Some(r.med(Kind::Broker)? / r.med(k)?)
     };
-    let vs_direct = |name: &str, want: f64| -> (Option<bool>, String) {
-        match find(name).and_then(|r| Some((r.med(Kind::Broker)?, r.med(Kind::Direct)?))) {
-            Some((b, d)) => (Some(b / d >= want), format!("{:.2}x direct", b / d)),
-            None => (None, "-".into()),
+    let c2 = Kind::Socat.name();
+    for tag in ["", " [threads]"] {
+        for c in ["1 conn", "16 conns"] {
+            let name = format!("round trips, {c}{tag}");
+            if find(&name).is_none() {
+                continue;
+            }
+            let (s, f) = (over(&name, Kind::Socat), over(&name, Kind::Floor));
+            let ok = match (s, f) {
+                (Some(s), Some(f)) => Some(s >= 1.0 && f >= 0.95),
+                _ => None,
+            };
+            let detail = format!("{} {c2}, {} floor", ratio_text(s), ratio_text(f));
+            verdict(
+                &mut out,
+                &format!("{name} ≥ 1.0x {c2} and ≥ 0.95x floor"),
+                ok,
+                &detail,
+            );
         }
-    };
-    let (ok_up, d_up) = vs_direct("throughput up (into sink), 8 conns", 0.5);
-    let (ok_down, d_down) = vs_direct("throughput down (out of source), 8 conns", 0.5);
-    check(
-        "throughput, 8 connections ≥ 0.5x direct",
-        ok_up.zip(ok_down).map(|(a, b)| a && b),
-        format!("up {d_up}, down {d_down}"),
+        for w in ["1 worker", "16 workers"] {
+            let name = format!("connection rate, {w}{tag}");
+            if find(&name).is_none() {
+                continue;
+            }
+            let f = over(&name, Kind::Floor);
+            verdict(
+                &mut out,
+                &format!("{name} ≥ 0.9x floor"),
+                f.map(|f| f >= 0.9),
+                &format!("{} floor", ratio_text(f)),
+            );
+        }
+        let up = format!("throughput up (into sink), 8 conns{tag}");
+        let down = format!("throughput down (out of source), 8 conns{tag}");
+        if find(&up).is_some() || find(&down).is_some() {
+            let (u, d) = (over(&up, Kind::Socat), over(&down, Kind::Socat));
+            verdict(
+                &mut out,
+                &format!("throughput, 8 connections{tag} ≥ 2.5x {c2}"),
+                u.zip(d).map(|(u, d)| u >= 2.5 && d >= 2.5),
+                &format!("up {}, down {}", ratio_text(u), ratio_text(d)),
+            );
+        }
+    }
+    let med = |name: &str| find(name).and_then(|r| r.med(Kind::Broker));
+    let after = med("relay memory per connection after one round trip (1.5 s later)");
+    verdict(
+        &mut out,
+        "≤ 6 KiB relay memory per connection after it carried data",
+        after.map(|v| v <= 6.0),
+        &format!(
+            "{} KiB; idle {} KiB",
+            fmt_num(after),
+            fmt_num(med("relay memory per idle connection"))
+        ),
     );
-    let (ok, d) = vs_direct("round trips, 16 conns", 0.6);
-    check("round-trip rate, 16 connections ≥ 0.6x direct", ok, d);
-    let (ok, d) = vs_direct("connection rate, 16 workers", 0.5);
-    check("connection rate, 16 workers ≥ 0.5x direct", ok, d);
-    let idle = find("relay memory per idle connection").and_then(|r| r.med(Kind::Broker));
-    check(
-        "≤ 4 KiB relay memory per idle connection",
-        idle.map(|v| v <= 4.0),
-        format!("{} KiB", fmt_num(idle)),
+    let cpu8 = policy
+        .iter()
+        .find(|r| r.name == "GET /_ping, 8 keep-alive conns: relay CPU per request");
+    let pol = |k: Kind| cpu8.and_then(|r| Some(r.med(k)? / r.med(Kind::Broker)?));
+    let (ro, ns) = (pol(Kind::ReadOnly), pol(Kind::UsernsSafe));
+    verdict(
+        &mut out,
+        "policy mode, 8 keep-alive connections: relay CPU per request ≤ 1.3x the byte relay's",
+        ro.zip(ns).map(|(a, b)| a <= 1.3 && b <= 1.3),
+        &format!(
+            "read-only {}, userns-safe {}; haproxy {}",
+            ratio_text(ro),
+            ratio_text(ns),
+            ratio_text(pol(Kind::Haproxy))
+        ),
     );
     let n = 10_000;
     // A socket is renamed into place only after listen(2): present = accepting.
-    let st = find(&format!(
+    let st = med(&format!(
         "startup, {n} tenants: all sockets present (= accepting)"
-    ))
-    .and_then(|r| r.med(Kind::Broker));
-    let verified = find(&format!("startup, {n} tenants: then a connection to each"))
-        .and_then(|r| r.med(Kind::Broker));
-    let rss = find(&format!("RSS with {n} tenants")).and_then(|r| r.med(Kind::Broker));
-    check(
-        "10,000 tenants up in ≤ 2 s",
-        st.map(|s| s <= 2.0),
-        format!(
-            "all present {} s; a connection to each of them made by {} s",
+    ));
+    let verified = med(&format!("startup, {n} tenants: then a connection to each"));
+    let rss = med(&format!("RSS with {n} tenants"));
+    verdict(
+        &mut out,
+        "regression guard: 10,000 tenants up in ≤ 2 s with RSS ≤ 64 MiB",
+        st.zip(rss).map(|(s, m)| s <= 2.0 && m <= 64.0),
+        &format!(
+            "all present {} s, a connection to each by {} s; {} MiB",
             fmt_num(st),
-            fmt_num(verified)
+            fmt_num(verified),
+            fmt_num(rss)
         ),
     );
-    check(
-        "10,000 tenants with RSS ≤ 64 MiB",
-        rss.map(|m| m <= 64.0),
-        format!("{} MiB", fmt_num(rss)),
+    let reload = med(&format!("reload, {n} tenants: rename → new socket accepts"));
+    verdict(
+        &mut out,
+        "regression guard: reload at 10,000 tenants ≤ 0.5 s",
+        reload.map(|ms| ms <= 500.0),
+        &format!("{} ms", fmt_num(reload)),
     );
     out
+}
+
+fn ratio_text(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}x"))
 }
