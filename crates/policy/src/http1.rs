@@ -254,7 +254,16 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
 /// Whether `buf` may hold a complete head: it contains an empty line. Cheap
 /// enough to run on every read before the full parse.
 pub fn may_hold_head(buf: &[u8]) -> bool {
-    buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n")
+    // One pass from line end to line end (a `position` scan, not two passes of
+    // slice windows: this runs on every read of every request and response).
+    let mut rest = buf;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        rest = &rest[i + 1..];
+        if let [b'\n', ..] | [b'\r', b'\n', ..] = rest {
+            return true;
+        }
+    }
+    false
 }
 
 /// The HTTP/2 prior-knowledge connection preface.
@@ -656,5 +665,26 @@ mod tests {
         assert!(may_hold_head(b"GET / HTTP/1.1\r\n\r\n"));
         assert!(may_hold_head(b"GET / HTTP/1.1\n\n"));
         assert!(!may_hold_head(b"GET / HTTP/1.1\r\nA: b\r\n"));
+    }
+
+    #[test]
+    fn may_hold_head_finds_exactly_an_empty_line() {
+        // Every string of up to 8 bytes over {a, \r, \n}, against the
+        // definition: it contains "\n\n" or "\n\r\n".
+        let alphabet = [b'a', b'\r', b'\n'];
+        for len in 0..=8u32 {
+            for mut code in 0..3usize.pow(len) {
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[code % 3];
+                        code /= 3;
+                        b
+                    })
+                    .collect();
+                let want =
+                    s.windows(2).any(|w| w == b"\n\n") || s.windows(3).any(|w| w == b"\n\r\n");
+                assert_eq!(may_hold_head(&s), want, "{s:?}");
+            }
+        }
     }
 }
