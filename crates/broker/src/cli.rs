@@ -15,19 +15,6 @@ use crate::config::SubIdFiles;
 use crate::daemon::{self, RunOptions};
 use crate::watch::WatchMode;
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().flatten_event(true).init(),
-    }
-}
-
 /// Parse the command line and run; the binary's `main` is just this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,7 +27,7 @@ pub fn main() -> ExitCode {
             retry_interval,
             debounce,
         } => {
-            init_logging(log_format);
+            crate::logging::init(log_format);
             let opts = RunOptions {
                 config,
                 watch: match watch {
@@ -58,11 +45,17 @@ pub fn main() -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
+                    crate::logging::flush();
                     eprintln!("sockbroker: cannot start the async runtime: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(daemon::run(opts)) {
+            let result = rt.block_on(daemon::run(opts));
+            // Tasks still running log as the runtime drops; then every queued
+            // line is written before the process ends.
+            drop(rt);
+            crate::logging::flush();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sockbroker: {e:#}");

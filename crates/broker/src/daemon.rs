@@ -152,7 +152,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tokio::spawn(tick(opts.retry_interval, tx));
     match daemon.run(rx).await {
         Exit::Clean => Ok(()),
-        Exit::Immediate => std::process::exit(1),
+        Exit::Immediate => {
+            crate::logging::flush();
+            std::process::exit(1)
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! one stream of triggers and tells the service manager through [`notify`]
 //! (which also keeps every listener in its descriptor store), [`handover`]
 //! takes and passes listening sockets across restarts and upgrades,
-//! [`watch`] notices file edits, [`metrics`] and
+//! [`watch`] notices file edits, [`logging`] writes log lines off the
+//! workers, [`metrics`] and
 //! [`http`] export what happens. Tenants with an `access`
 //! policy go through [`policy_relay`] (HTTP/1.1-aware) instead of the byte relay,
 //! deciding each request with [`policy`].
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod handover;
 pub mod http;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

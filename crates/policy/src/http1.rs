@@ -344,7 +344,16 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
 /// Whether `buf` may hold a complete head: it contains an empty line. Cheap
 /// enough to run on every read before the full parse.
 pub fn may_hold_head(buf: &[u8]) -> bool {
-    buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n")
+    // One pass from line end to line end (a `position` scan, not two passes of
+    // slice windows: this runs on every read of every request and response).
+    let mut rest = buf;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        rest = &rest[i + 1..];
+        if let [b'\n', ..] | [b'\r', b'\n', ..] = rest {
+            return true;
+        }
+    }
+    false
 }
 
 /// The HTTP/2 prior-knowledge connection preface.

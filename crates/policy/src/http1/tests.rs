@@ -358,3 +358,23 @@ fn h2() {
     assert!(req("GET / HTTP/1.1\n\n").is_err());
     assert!(!may_hold_head(b"GET / HTTP/1.1\r\nA: b\r\n"));
 }
+
+#[test]
+fn may_hold_head_finds_exactly_an_empty_line() {
+    // Every string of up to 8 bytes over {a, \r, \n}, against the
+    // definition: it contains "\n\n" or "\n\r\n".
+    let alphabet = [b'a', b'\r', b'\n'];
+    for len in 0..=8u32 {
+        for mut code in 0..3usize.pow(len) {
+            let s: Vec<u8> = (0..len)
+                .map(|_| {
+                    let b = alphabet[code % 3];
+                    code /= 3;
+                    b
+                })
+                .collect();
+            let want = s.windows(2).any(|w| w == b"\n\n") || s.windows(3).any(|w| w == b"\n\r\n");
+            assert_eq!(may_hold_head(&s), want, "{s:?}");
+        }
+    }
+}
