@@ -476,6 +476,7 @@ impl Daemon {
             if how == Stop::KeepSockets {
                 h.stop_keeping_socket();
             } else {
+                notify::remove_stored("metrics");
                 drop(h);
             }
         }
