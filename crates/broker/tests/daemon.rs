@@ -281,3 +281,51 @@ async fn a_ready_successor_takes_over_and_the_old_loop_drains() {
     assert!(s.sock("a").exists());
     assert!(s.metrics_sock().exists());
 }
+
+/// A successor that never says it is ready is stopped after the bounded
+/// wait, and the old loop goes on serving.
+#[tokio::test]
+async fn a_successor_that_is_never_ready_is_stopped() {
+    let s = Scene::new();
+    s.write(&["a"], "1s");
+    let mut d = s.start().await;
+    let pidfile = s.dir.path().join("successor.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    d.set_upgrade(
+        StartCommand {
+            exe: "/bin/sh".into(),
+            args: vec!["sh".into(), "-c".into(), script.into()],
+        },
+        Duration::from_millis(1500),
+    );
+    let (tx, rx) = mpsc::channel(8);
+    let run = tokio::spawn(d.run(rx));
+    tx.send(Trigger::Upgrade).await.unwrap();
+    s.write(&["a", "b"], "1s");
+    tx.send(Trigger::FileChanged).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while UnixStream::connect(s.sock("b")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the loop goes on after the failed upgrade");
+    // The successor was killed (and reaped): its pid is gone. (On a very
+    // busy machine it may not even have written its pid in 1.5 s.)
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "successor {pid} still runs"
+        );
+    }
+    echo(&s.sock("a"), b"still served\n").await;
+    let body = http_get_unix(&s.metrics_sock(), "/metrics").await;
+    assert!(
+        body.contains("sockbroker_upgrades_total{result=\"failure\"} 1"),
+        "{body}"
+    );
+    tx.send(Trigger::Shutdown(Stop::RemoveSockets))
+        .await
+        .unwrap();
+    assert_eq!(run.await.unwrap(), Exit::Clean);
+}
