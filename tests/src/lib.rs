@@ -173,6 +173,8 @@ pub struct Broker {
     pub child: Child,
     /// Everything it wrote to stderr so far.
     log: Arc<Mutex<String>>,
+    /// Set once its stderr reached EOF (every line is in `log`).
+    log_done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Broker {
@@ -219,9 +221,12 @@ impl Broker {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
+        let log_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stderr = child.stderr.take().unwrap();
         let l2 = log.clone();
+        let done2 = log_done.clone();
         std::thread::spawn(move || {
+            let _eof = SetOnDrop(done2);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if std::env::var_os("SB_TEST_ECHO").is_some() {
@@ -232,7 +237,11 @@ impl Broker {
                 l.push('\n');
             }
         });
-        Broker { child, log }
+        Broker {
+            child,
+            log,
+            log_done,
+        }
     }
 
     /// The broker's log so far.
@@ -264,6 +273,14 @@ impl Broker {
         let end = Instant::now() + deadline;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                // Let the reader catch up with its last lines (unless a process
+                // it started still holds the pipe, e.g. after an upgrade).
+                let caught_up = Instant::now() + Duration::from_secs(2);
+                while !self.log_done.load(std::sync::atomic::Ordering::Acquire)
+                    && Instant::now() < caught_up
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return st;
             }
             if Instant::now() > end {
@@ -274,6 +291,15 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Sets its flag when dropped (however the thread holding it ends).
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

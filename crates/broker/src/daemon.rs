@@ -11,7 +11,7 @@
 //! crashes and upgrades"): listeners handed over (`LISTEN_FDS`) are taken
 //! over instead of bound, every listener is kept in the service manager's
 //! descriptor store, and SIGUSR2 starts the binary at the path this process
-//! was started from with every listener ([`upgrade`]).
+//! was started from with every listener (the `upgrade` submodule).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -479,6 +479,7 @@ impl Daemon {
             if how == Stop::KeepSockets {
                 h.stop_keeping_socket();
             } else {
+                notify::remove_stored("metrics");
                 drop(h);
             }
         }

@@ -199,7 +199,7 @@ fn cstring(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in an argument"))
 }
 
-/// Start `program` with `args` (the first is its argv[0]) and `env`, handing
+/// Start `program` with `args` (the first is its `argv[0]`) and `env`, handing
 /// it `sockets` as `LISTEN_FDS`/`LISTEN_FDNAMES` (at 3, 4, …, with
 /// `LISTEN_PID` = the child's pid) and `ready` right after them, named by
 /// `SOCKBROKER_READY_FD`. The parent's own descriptors are untouched.

@@ -152,29 +152,45 @@ fn change_owner_mode(
     from: (u32, u32, u32),
     to: (u32, u32, u32),
 ) -> Result<(), SocketError> {
-    let chmod = |mode: u32| {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(|e| SocketError::io("chmod", path, e))
-    };
+    for step in owner_mode_steps(from, to) {
+        match step {
+            Step::Chmod(mode) => fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(|e| SocketError::io("chmod", path, e))?,
+            Step::Chown(uid, gid) => nix::unistd::chown(
+                path,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(|e| SocketError::io("chown", path, e.into()))?,
+        }
+    }
+    Ok(())
+}
+
+/// One system call of an owner/mode change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Chmod(u32),
+    Chown(u32, u32),
+}
+
+/// The steps from `from` to `to` (uid, gid, mode): narrow, chown, widen.
+fn owner_mode_steps(from: (u32, u32, u32), to: (u32, u32, u32)) -> Vec<Step> {
     let (uid, gid, mode) = to;
+    let mut steps = Vec::new();
     if (from.0, from.1) != (uid, gid) {
         let narrow = from.2 & mode;
         if narrow != from.2 {
-            chmod(narrow)?;
+            steps.push(Step::Chmod(narrow));
         }
-        nix::unistd::chown(
-            path,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(gid)),
-        )
-        .map_err(|e| SocketError::io("chown", path, e.into()))?;
+        steps.push(Step::Chown(uid, gid));
         if narrow != mode {
-            chmod(mode)?;
+            steps.push(Step::Chmod(mode));
         }
     } else if from.2 != mode {
-        chmod(mode)?;
+        steps.push(Step::Chmod(mode));
     }
-    Ok(())
+    steps
 }
 
 /// Take over a listening socket handed to this process (`LISTEN_FDS`) as the
@@ -607,6 +623,76 @@ mod tests {
         assert!(!file.remove());
         assert_eq!(fs::read(&path).unwrap(), b"someone else's");
         assert!(file.set_owner_mode(uid, gid, 0o666).is_err());
+    }
+
+    #[test]
+    fn owner_mode_changes_never_pass_through_a_wider_state() {
+        let cases = [
+            ((1, 1, 0o660), (2, 2, 0o600)),
+            ((1, 1, 0o600), (2, 2, 0o660)),
+            ((1, 1, 0o666), (1, 2, 0o660)),
+            ((1, 1, 0o640), (1, 1, 0o660)),
+            ((1, 1, 0o660), (1, 1, 0o660)),
+            ((1, 1, 0o606), (2, 1, 0o660)),
+        ];
+        for (from, to) in cases {
+            let mut now = from;
+            for step in owner_mode_steps(from, to) {
+                match step {
+                    Step::Chmod(m) => now.2 = m,
+                    Step::Chown(u, g) => (now.0, now.1) = (u, g),
+                }
+                // With the old owner, never more than the old mode allows; with
+                // the new owner, never more than the new one.
+                let mut limit = 0;
+                if (now.0, now.1) == (from.0, from.1) {
+                    limit |= from.2;
+                }
+                if (now.0, now.1) == (to.0, to.1) {
+                    limit |= to.2;
+                }
+                assert_eq!(now.2 & !limit, 0, "{from:?} -> {to:?}: passed {now:?}");
+            }
+            assert_eq!(now, to, "{from:?} -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn adopts_its_own_socket_by_file_identity_and_refuses_others() {
+        use std::os::fd::OwnedFd;
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, gid) = me();
+        let path = dir.path().join("s");
+        // Bound under a temporary name and renamed, as `bind` does.
+        let (l, file) = bind(&path, uid, gid, 0o600).unwrap();
+        let (adopted, f2) = adopt(OwnedFd::from(l), &path, uid, gid, 0o660)
+            .map_err(|(_, why)| why)
+            .unwrap();
+        assert_eq!((f2.dev, f2.ino), (file.dev, file.ino));
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o660);
+        drop(adopted);
+
+        // Another path's listener, a non-listening socket, a datagram socket.
+        let other = UnixListener::bind(dir.path().join("other")).unwrap();
+        let why = adopt(OwnedFd::from(other), &path, uid, gid, 0o660)
+            .unwrap_err()
+            .1;
+        assert!(why.contains("is not this socket"), "{why}");
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let why = adopt(OwnedFd::from(a), &path, uid, gid, 0o660)
+            .unwrap_err()
+            .1;
+        assert!(why.contains("not listening"), "{why}");
+        let d = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let why = adopt(OwnedFd::from(d), &path, uid, gid, 0o660)
+            .unwrap_err()
+            .1;
+        assert!(why.contains("not a stream socket"), "{why}");
+        let f = fs::File::open(&path).err();
+        assert!(f.is_some(), "sockets cannot be opened");
+        let file_fd = OwnedFd::from(fs::File::open(dir.path()).unwrap());
+        let why = adopt(file_fd, &path, uid, gid, 0o660).unwrap_err().1;
+        assert!(why.contains("not a socket"), "{why}");
     }
 
     #[test]

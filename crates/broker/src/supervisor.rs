@@ -4,6 +4,13 @@
 //! and, while it is up, its one current listener. It is driven by a single task
 //! (the daemon loop), so applying needs no locks of its own; what the HTTP side
 //! reads is published through [`Supervisor::registry`].
+//!
+//! A listener is taken over from the previous process when one was handed
+//! over for the tenant ([`crate::handover`], [`crate::socket::adopt`]), else
+//! bound anew; either way a copy goes to the service manager's descriptor
+//! store ([`crate::notify`]) and is handed to the next process on an upgrade
+//! ([`Supervisor::listener_fds`]). Stopping either removes the socket files or
+//! leaves them to whoever serves them next ([`Stop`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

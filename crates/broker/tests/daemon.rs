@@ -243,3 +243,89 @@ async fn http_get_unix(path: &Path, what: &str) -> String {
         .unwrap();
     out
 }
+
+/// A successor that says it is ready takes over: the loop hands over, keeps
+/// the socket files (the successor serves them now) and ends once the old
+/// connections have drained.
+#[tokio::test]
+async fn a_ready_successor_takes_over_and_the_old_loop_drains() {
+    let s = Scene::new();
+    s.write(&["a"], "1s");
+    let mut d = s.start().await;
+    // Stands in for the new broker: checks what it was handed, says READY.
+    let check = r#"[ "$LISTEN_PID" = "$$" ] && [ "$LISTEN_FDNAMES" = "a:metrics" ] \
+        && [ -S /proc/self/fd/3 ] || exit 9; printf 'READY\n' >&"$SOCKBROKER_READY_FD""#;
+    d.set_upgrade(
+        StartCommand {
+            exe: "/bin/sh".into(),
+            args: vec!["sh".into(), "-c".into(), check.into()],
+        },
+        Duration::from_secs(10),
+    );
+    let open = echo(&s.sock("a"), b"before\n").await;
+    let (tx, rx) = mpsc::channel(8);
+    let run = tokio::spawn(d.run(rx));
+    tx.send(Trigger::Upgrade).await.unwrap();
+    // Handed over: the old loop now only drains; the files stay.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !run.is_finished(),
+        "an open connection keeps the old process"
+    );
+    drop(open);
+    let exit = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("drained")
+        .unwrap();
+    assert_eq!(exit, Exit::Clean);
+    assert!(s.sock("a").exists());
+    assert!(s.metrics_sock().exists());
+}
+
+/// A successor that never says it is ready is stopped after the bounded
+/// wait, and the old loop goes on serving.
+#[tokio::test]
+async fn a_successor_that_is_never_ready_is_stopped() {
+    let s = Scene::new();
+    s.write(&["a"], "1s");
+    let mut d = s.start().await;
+    let pidfile = s.dir.path().join("successor.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pidfile.display());
+    d.set_upgrade(
+        StartCommand {
+            exe: "/bin/sh".into(),
+            args: vec!["sh".into(), "-c".into(), script.into()],
+        },
+        Duration::from_millis(1500),
+    );
+    let (tx, rx) = mpsc::channel(8);
+    let run = tokio::spawn(d.run(rx));
+    tx.send(Trigger::Upgrade).await.unwrap();
+    s.write(&["a", "b"], "1s");
+    tx.send(Trigger::FileChanged).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while UnixStream::connect(s.sock("b")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the loop goes on after the failed upgrade");
+    // The successor was killed (and reaped): its pid is gone. (On a very
+    // busy machine it may not even have written its pid in 1.5 s.)
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "successor {pid} still runs"
+        );
+    }
+    echo(&s.sock("a"), b"still served\n").await;
+    let body = http_get_unix(&s.metrics_sock(), "/metrics").await;
+    assert!(
+        body.contains("sockbroker_upgrades_total{result=\"failure\"} 1"),
+        "{body}"
+    );
+    tx.send(Trigger::Shutdown(Stop::RemoveSockets))
+        .await
+        .unwrap();
+    assert_eq!(run.await.unwrap(), Exit::Clean);
+}

@@ -21,18 +21,18 @@ use crate::handover;
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start this program again: the resolved path it was started from
-/// and its arguments (argv[0] included).
+/// and its arguments (`argv[0]` included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartCommand {
     /// The program to execute (absolute, symlinks not resolved: a symlink
     /// switched to a new version is followed at upgrade time).
     pub exe: PathBuf,
-    /// Every argument, argv[0] first.
+    /// Every argument, `argv[0]` first.
     pub args: Vec<OsString>,
 }
 
 impl StartCommand {
-    /// This process's command line, with argv[0] resolved as the shell did:
+    /// This process's command line, with `argv[0]` resolved as the shell did:
     /// a path with a `/` against the current directory (now, at startup,
     /// before anything could change it), a bare name through `PATH`;
     /// `/proc/self/exe` only when neither works.
