@@ -1181,9 +1181,19 @@ fn every_route_spelling_meets_the_policy() {
 
 // ------------------------------------------------ a real Go engine (#14)
 
+/// A child process killed when dropped (also when a test panics).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Build crates/policy/tests/go/echo.go: a Go net/http server answering each
 /// request with the method, target and body (hex) it read.
-fn go_echo_server(dir: &Path) -> (std::process::Child, PathBuf) {
+fn go_echo_server(dir: &Path) -> (KillOnDrop, PathBuf) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/policy/tests/go/echo.go");
     let bin = dir.join("go-echo");
     let out = std::process::Command::new("go")
@@ -1207,14 +1217,16 @@ fn go_echo_server(dir: &Path) -> (std::process::Child, PathBuf) {
         String::from_utf8_lossy(&out.stderr)
     );
     let sock = dir.join("go-engine.sock");
-    let mut child = std::process::Command::new(&bin)
-        .arg(&sock)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(&bin)
+            .arg(&sock)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
         &mut line,
     )
     .unwrap();
@@ -1320,7 +1332,7 @@ fn a_go_engine_reads_what_the_broker_accepted() {
         return;
     }
     let godir = scratch();
-    let (mut go, go_sock) = go_echo_server(godir.path());
+    let (_go, go_sock) = go_echo_server(godir.path());
     let f = Fixture::start(&[(
         "audit",
         &format!("upstream: {}\naccess: {{preset: full}}", go_sock.display()),
@@ -1382,6 +1394,4 @@ fn a_go_engine_reads_what_the_broker_accepted() {
         forwarded > 100,
         "only {forwarded} requests reached the Go engine"
     );
-    let _ = go.kill();
-    let _ = go.wait();
 }
