@@ -1263,3 +1263,220 @@ fn every_route_spelling_meets_the_policy() {
         ]
     );
 }
+
+// ------------------------------------------------ a real Go engine (#14)
+
+/// A child process killed when dropped (also when a test panics).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Build crates/policy/tests/go/echo.go: a Go net/http server answering each
+/// request with the method, target and body (hex) it read.
+fn go_echo_server(dir: &Path) -> (KillOnDrop, PathBuf) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/policy/tests/go/echo.go");
+    let bin = dir.join("go-echo");
+    let out = std::process::Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `go` ({e}): this test runs a Go net/http server as the engine; \
+                 install Go (Debian: apt-get install golang-go)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sock = dir.join("go-engine.sock");
+    let mut child = KillOnDrop(
+        std::process::Command::new(&bin)
+            .arg(&sock)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    (child, sock)
+}
+
+/// One request as read: method, target, decoded body.
+type Echoed = (String, String, Vec<u8>);
+
+/// The requests of `input` the broker's framing accepts, in order, up to
+/// the first it refuses (method, target, decoded body).
+fn accepted(input: &[u8]) -> Vec<Echoed> {
+    use sockbroker_policy::http1::{self, Chunked, Framing};
+    let (mut out, mut pos) = (Vec::new(), 0);
+    while pos < input.len() {
+        let rest = &input[pos..];
+        let Ok(Some(h)) = http1::parse_request(rest) else {
+            break;
+        };
+        let b = &rest[h.len..];
+        let (used, body) = match h.body {
+            Framing::Empty | Framing::UntilClose => (0, vec![]),
+            Framing::Length(n) if b.len() as u64 >= n => (n as usize, b[..n as usize].to_vec()),
+            Framing::Length(_) => break,
+            Framing::Chunked => {
+                let (mut c, mut d) = (Chunked::default(), Vec::new());
+                match c.advance(b, |x| d.extend_from_slice(x)) {
+                    Ok(n) if c.is_done() => (n, d),
+                    _ => break,
+                }
+            }
+        };
+        out.push((h.method, h.target, body));
+        pos += h.len + used;
+        if h.close {
+            break;
+        }
+    }
+    out
+}
+
+/// What came back to the client: the Go engine's echoes (or its body-read
+/// errors), then whatever ended the exchange.
+fn echoes(answer: &[u8]) -> (Vec<Echoed>, Vec<String>) {
+    use sockbroker_policy::http1::{self, Chunked, Framing};
+    let (mut seen, mut other, mut pos) = (Vec::new(), Vec::new(), 0);
+    while pos < answer.len() {
+        let Ok(Some(h)) = http1::parse_response(&answer[pos..], false) else {
+            other.push("unparsable".to_string());
+            break;
+        };
+        pos += h.len;
+        let body = match h.body {
+            Framing::Length(n) => {
+                let b = answer[pos..(pos + n as usize).min(answer.len())].to_vec();
+                pos += n as usize;
+                b
+            }
+            Framing::Chunked => {
+                let (mut c, mut b) = (Chunked::default(), Vec::new());
+                pos += c
+                    .advance(&answer[pos..], |d| b.extend_from_slice(d))
+                    .unwrap_or(answer.len());
+                b
+            }
+            Framing::Empty => vec![],
+            Framing::UntilClose => {
+                let b = answer[pos..].to_vec();
+                pos = answer.len();
+                b
+            }
+        };
+        let text = String::from_utf8_lossy(&body).to_string();
+        if h.status != 200 {
+            other.push(format!("{} {text}", h.status));
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Some(e) = v.get("err") {
+            other.push(format!("body read error {e}"));
+            continue;
+        }
+        let f = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let hex = f("body");
+        let body = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        seen.push((f("method"), f("uri"), body));
+    }
+    (seen, other)
+}
+
+/// The broker in front of a real Go net/http server (the engine's HTTP
+/// stack; Go 1.19 here, unpatched for CVE-2025-22871): for legal requests,
+/// smuggling shapes and mutations of both, the engine reads exactly the
+/// requests the broker's framing accepted — a prefix of them when the engine
+/// refuses one, and never a complete request the broker did not accept.
+#[test]
+fn a_go_engine_reads_what_the_broker_accepted() {
+    if skip_unless_root("tenant sockets are chowned") {
+        return;
+    }
+    let godir = scratch();
+    let (_go, go_sock) = go_echo_server(godir.path());
+    let f = Fixture::start(&[(
+        "audit",
+        &format!("upstream: {}\naccess: {{preset: full}}", go_sock.display()),
+    )]);
+    const H: &str = "Host: docker\r\n";
+    let seeds: Vec<Vec<u8>> = [
+        format!("POST /containers/create HTTP/1.1\r\n{H}Content-Length: 5\r\n\r\nhello"),
+        format!("POST /x HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n5;a=\"b c\"\r\nhello\r\n0\r\nX-T: y\r\n\r\nGET /next HTTP/1.1\r\n{H}\r\n"),
+        format!("POST /a HTTP/1.1\r\n{H}Content-Length: 2\r\n\r\nabGET /b HTTP/1.1\r\n{H}\r\n"),
+        "POST /x HTTP/1.0\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabcGET /y HTTP/1.0\r\n\r\n".to_string(),
+        format!("POST /containers/x/start HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n4;x\nab\r\n\r\n00\r\n0;x:y\r\n\r\nGET /after HTTP/1.1\r\n{H}\r\n"),
+        "POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.0\r\n\r\n".to_string(),
+    ]
+    .into_iter()
+    .map(String::into_bytes)
+    .collect();
+    const ALPHABET: &[u8] = b"\r\n;: \t0159aAfF\x0b,=\"\\";
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut inputs = seeds.clone();
+    for _ in 0..300 {
+        let mut input = seeds[rand(seeds.len())].clone();
+        let at = rand(input.len());
+        match rand(3) {
+            0 => input.insert(at, ALPHABET[rand(ALPHABET.len())]),
+            1 => {
+                input.remove(at);
+            }
+            _ => input[at] = ALPHABET[rand(ALPHABET.len())],
+        }
+        inputs.push(input);
+    }
+    let mut forwarded = 0;
+    for input in &inputs {
+        let mine = accepted(input);
+        let mut c = f.client("audit");
+        c.send(input);
+        let _ = c.s.shutdown(Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = c.s.read_to_end(&mut answer);
+        let (theirs, other) = echoes(&answer);
+        let n = theirs.len().min(mine.len());
+        let ok = theirs[..n] == mine[..n]
+            && theirs.len() <= mine.len()
+            && (theirs.len() == mine.len() || !other.is_empty() || answer.is_empty());
+        assert!(
+            ok,
+            "the Go engine read something else than the broker accepted\ninput: {:?}\nbroker: {mine:?}\nGo: {theirs:?} {other:?}",
+            String::from_utf8_lossy(input)
+        );
+        forwarded += theirs.len();
+    }
+    assert!(
+        forwarded > 100,
+        "only {forwarded} requests reached the Go engine"
+    );
+}

@@ -507,3 +507,5 @@ fn go_parse_bool(v: &str) -> Option<bool> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
