@@ -399,6 +399,40 @@ fn scoped_tenants_share_one_engine() {
     assert!(df.contains("web-a2"), "{df}");
     assert!(!df.contains("web-b") && !df.contains("vb"), "{df}");
 
+    // Exec instances belong to their container's tenant.
+    let (status, created) = api(
+        &b.sock,
+        "POST",
+        "/containers/web-b/exec",
+        r#"{"Cmd":["true"]}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let exec: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let exec = exec["Id"].as_str().unwrap();
+    for (method, path) in [
+        ("GET", format!("/exec/{exec}/json")),
+        ("POST", format!("/exec/{exec}/resize?h=1&w=1")),
+    ] {
+        let (status, body) = api(&a.sock, method, &path, "");
+        assert_eq!(
+            (status, body.trim()),
+            (
+                404,
+                format!("{{\"message\":\"No such exec instance: {exec}\"}}").as_str()
+            ),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        api(&b.sock, "GET", &format!("/exec/{exec}/json"), "").0,
+        200
+    );
+
+    // docker info counts the tenant's own containers only.
+    let own = a.lines(&["ps", "-aq"]).len().to_string();
+    assert_eq!(a.ok(&["info", "-f", "{{.Containers}}"]).trim(), own);
+    assert_ne!(ops.ok(&["info", "-f", "{{.Containers}}"]).trim(), own);
+
     // Images are shared; a tenant removes only its own.
     a.ok(&["image", "inspect", IMAGE]);
     let o = a.out(&["rmi", IMAGE]);
@@ -496,4 +530,27 @@ fn compose(a: &Tenant, b: &Tenant, ops: &Tenant, dir: &Path) {
             .all(|n| !n.starts_with("scoped")),
         "compose created no network"
     );
+}
+
+/// One raw API request (HTTP/1.0: the answer ends with the connection);
+/// (status, body).
+fn api(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
 }

@@ -10,7 +10,7 @@
 use serde_json::json;
 
 use super::lookup::{Engine, Owner};
-use super::rewrite::Outgoing;
+use super::rewrite::{side_request, Outgoing};
 use super::synthetic::Synthetic;
 use crate::config::TenantSpec;
 use crate::policy::scope::{
@@ -74,6 +74,39 @@ pub(super) async fn before_forward(spec: &TenantSpec, out: &mut Outgoing) -> Res
                     Synthetic::bad_upstream(
                         &upstream,
                         "system df answer is not the JSON object expected",
+                    )
+                })
+            }));
+            Ok(())
+        }
+        Route::Info => {
+            // The engine-wide counts would tell how busy the others are.
+            let q = query::with_label_filter(Some("all=1"), tenant).map_err(|e| invalid(&e))?;
+            let (status, own) = side_request(
+                &spec.upstream,
+                spec.connect_timeout,
+                super::lookup::deadline(spec.connect_timeout),
+                "GET",
+                &format!("/containers/json?{q}"),
+                None,
+                super::rewrite::FILTER_LIMIT,
+            )
+            .await
+            .map_err(lookup_failed)?;
+            if status != 200 {
+                return Err(lookup_failed(format!(
+                    "the engine answered {status} to a container list"
+                )));
+            }
+            let upstream = spec.upstream.clone();
+            out.filter_response(Box::new(move |status, body| {
+                if status != 200 {
+                    return Ok(body);
+                }
+                response::info(&body, &own).ok_or_else(|| {
+                    Synthetic::bad_upstream(
+                        &upstream,
+                        "info answer is not the JSON object expected",
                     )
                 })
             }));
