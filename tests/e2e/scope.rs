@@ -250,6 +250,8 @@ fn scoped_tenants_share_one_engine() {
         vec!["diff", "web-b"],
         vec!["wait", pb],
         vec!["start", "dead-b"],
+        vec!["network", "connect", "none", "web-b"],
+        vec!["network", "disconnect", "none", "web-b"],
         vec!["rm", "dead-b"],
     ];
     for args in &cross {

@@ -143,6 +143,27 @@ impl Engine<'_> {
         Ok(judge(kind, &id, label.as_deref(), tenant, predefined))
     }
 
+    /// Who holds the *name* `name` of `kind` (not an ID or a prefix that
+    /// happens to look like it), for `tenant`: for a create's name check.
+    pub async fn name_holder(&self, kind: Kind, name: &str, tenant: &str) -> Result<Owner, String> {
+        let Some(v) = self.inspect(kind, name).await? else {
+            return Ok(Owner::Absent);
+        };
+        let held = v
+            .get("Name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.trim_start_matches('/') == name);
+        if !held {
+            return Ok(Owner::Absent);
+        }
+        let id = v
+            .get("Id")
+            .or_else(|| v.get("Name"))
+            .and_then(Value::as_str)
+            .unwrap_or(name);
+        Ok(judge(kind, id, response::label_of(&v), tenant, false))
+    }
+
     /// An exec belongs to the owner of its container.
     async fn exec_owner(&self, id: &str, tenant: &str) -> Result<Owner, String> {
         if let Some(label) = cached(self.upstream, Kind::Exec, id) {

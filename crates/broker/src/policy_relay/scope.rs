@@ -171,9 +171,19 @@ async fn object(
                 body::attach_container(&b).map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?;
             let mut container_id = None;
             for name in &names {
-                match engine.owner(Kind::Container, name, tenant).await? {
+                match engine.name_holder(Kind::Container, name, tenant).await? {
                     Owner::Own(cid) => container_id = Some(cid),
                     _ => return Err(missing(Kind::Container, name)),
+                }
+            }
+            for link in
+                body::attach_links(&b).map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?
+            {
+                if !matches!(
+                    engine.owner(Kind::Container, &link, tenant).await?,
+                    Owner::Own(_)
+                ) {
+                    return Err(missing(Kind::Container, &link));
                 }
             }
             if let Some(cid) = container_id {
@@ -217,7 +227,7 @@ async fn create(
             let name = query::first(out.target().query.as_deref(), "name").unwrap_or_default();
             let name = name.trim_start_matches('/');
             if !name.is_empty() {
-                match engine.owner(Kind::Container, name, tenant).await? {
+                match engine.name_holder(Kind::Container, name, tenant).await? {
                     Owner::Foreign | Owner::Shared(_) => {
                         return Err(Refusal::Answer(Synthetic::conflict(format!(
                             "Conflict. The container name \"/{name}\" is already in use by a container of another tenant. Choose another name."
@@ -239,7 +249,7 @@ async fn create(
             let v: serde_json::Value = serde_json::from_slice(&stamped).unwrap_or_default();
             let name = v.get("Name").and_then(|n| n.as_str()).unwrap_or("");
             if !name.is_empty() {
-                if let Owner::Foreign = engine.owner(Kind::Volume, name, tenant).await? {
+                if let Owner::Foreign = engine.name_holder(Kind::Volume, name, tenant).await? {
                     return Err(Refusal::Answer(Synthetic::conflict(format!(
                         "volume name {name} is already in use by another tenant; choose another name"
                     ))));

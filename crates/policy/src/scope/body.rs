@@ -301,6 +301,25 @@ pub fn attach_container(body: &[u8]) -> Result<Vec<String>, BodyError> {
     Ok(names)
 }
 
+/// The containers a network connect body links to (`EndpointConfig.Links`).
+pub fn attach_links(body: &[u8]) -> Result<Vec<String>, BodyError> {
+    let tree: Json = serde_json::from_slice(body)
+        .map_err(|e| BodyError(format!("network connect body is not JSON: {e}")))?;
+    let mut out: Vec<String> = tree
+        .fields("EndpointConfig")
+        .flat_map(|ep| ep.fields("Links"))
+        .flat_map(Json::items)
+        .filter_map(|v| match v {
+            Json::String(s) => Some(link_target(s).trim().to_string()),
+            _ => None,
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Replace the container in a network connect/disconnect body with its full
 /// ID (the body is re-serialized; it has one `Container` key, checked by the
 /// caller with [`attach_container`]).
@@ -522,6 +541,18 @@ mod tests {
             assert_eq!(refs(body), want, "{body}");
         }
         assert!(references(b"{").is_err());
+    }
+
+    #[test]
+    fn network_attach_links() {
+        assert_eq!(
+            attach_links(
+                br#"{"Container":"a","EndpointConfig":{"Links":["/db:db","x"],"links":["y:z"]}}"#
+            )
+            .unwrap(),
+            ["db", "x", "y"]
+        );
+        assert!(attach_links(br#"{"Container":"a"}"#).unwrap().is_empty());
     }
 
     #[test]
