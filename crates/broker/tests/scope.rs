@@ -232,10 +232,24 @@ async fn own_objects_are_forwarded_by_full_id() {
             .await;
         assert_eq!(resp.status, 200, "{r}");
     }
+    // An old-API start with a HostConfig body could name others' objects.
+    let resp = c
+        .call(&post(
+            "/v1.23/containers/web-a/start",
+            r#"{"VolumesFrom":["web-b"]}"#,
+        ))
+        .await;
+    assert_eq!(resp.status, 403, "{}", resp.text());
     let targets: Vec<String> = s.seen.forwarded().into_iter().map(|(_, t, _)| t).collect();
     assert_eq!(
         targets,
         vec![format!("/v1.41/containers/{ID_A}/logs?stdout=1"); 3]
+    );
+    let resp = c.call(&post("/v1.41/containers/web-a/start", "")).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        s.seen.forwarded().pop().unwrap().1,
+        format!("/v1.41/containers/{ID_A}/start")
     );
     // The ID's owner is cached: a second request by full ID asks the engine nothing.
     let before = s.seen.0.lock().unwrap().len();

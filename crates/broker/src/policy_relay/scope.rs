@@ -24,7 +24,9 @@ use crate::policy::Target;
 pub(super) fn wants_body(method: &str, target: &Target) -> bool {
     match scope::classify(method, &target.path) {
         Route::Create(_) => true,
-        Route::Object(o) => o.action == Action::NetworkAttach,
+        Route::Object(o) => {
+            o.action == Action::NetworkAttach || (o.kind == Kind::Container && o.suffix == "/start")
+        }
         _ => false,
     }
 }
@@ -203,6 +205,19 @@ async fn object(
             }
         }
         Action::Plain => {
+            let has_body = out
+                .body()
+                .is_some_and(|b| !b.iter().all(u8::is_ascii_whitespace));
+            if o.kind == Kind::Container && o.suffix == "/start" && has_body {
+                // API < 1.24 applies a HostConfig given at start, with the
+                // references a create body may carry; no client sends one now.
+                return Err(Refusal::Answer(Synthetic::denied(
+                    tenant,
+                    "POST",
+                    &format!("/containers/{}/start", o.reference),
+                    "scope own: a start with a HostConfig body (API < 1.24) is not accepted; put the settings in the create",
+                )));
+            }
             if o.kind == Kind::Container && o.suffix == "/rename" {
                 scrub_conflicts(out);
             }
