@@ -445,6 +445,19 @@ fn scoped_tenants_share_one_engine() {
     );
     a.ok(&["commit", "web-a2", "a-img:1"]);
     a.ok(&["rmi", "a-img:1"]);
+    let o = a.out(&[
+        "commit",
+        "--change",
+        "LABEL io.sockbroker.tenant=b",
+        "web-a2",
+        "forged:1",
+    ]);
+    assert!(
+        !o.status.success()
+            && output_text(&o).contains("may not set the io.sockbroker.tenant label"),
+        "{}",
+        output_text(&o)
+    );
 
     // Swarm is refused; the unscoped tenant still sees and acts on everything.
     let o = a.out(&["node", "ls"]);

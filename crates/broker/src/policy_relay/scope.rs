@@ -51,7 +51,15 @@ pub(super) async fn before_forward(spec: &TenantSpec, out: &mut Outgoing) -> Res
     };
     let lookup_failed = |e: String| Synthetic::lookup_failed(&spec.upstream, &e);
     let invalid = |e: &dyn std::fmt::Display| Synthetic::invalid(e.to_string());
-    match scope::classify(&method, path) {
+    let route = scope::classify(&method, path);
+    let imports = matches!(route, Route::Create(CreateKind::Commit))
+        || (method == "POST" && path == "/images/create");
+    if imports && query::changes_forge_label(target.query.as_deref()) {
+        return Err(denied(
+            "scope own: changes may not set the io.sockbroker.tenant label",
+        ));
+    }
+    match route {
         Route::Pass => Ok(()),
         Route::Refuse(why) => Err(denied(why)),
         Route::Filter => {
