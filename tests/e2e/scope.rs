@@ -304,6 +304,65 @@ fn scoped_tenants_share_one_engine() {
         ["/web-b running", "/dead-b exited"]
     );
 
+    // Attached runs: output, stdin, exit code (attach, wait and remove by ID).
+    let out = a.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        IMAGE,
+        "echo",
+        "attached",
+    ]);
+    assert_eq!(out.trim(), "attached");
+    let mut c = a.cmd(&[
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        IMAGE,
+        "wc",
+        "-l",
+    ]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..1000 {
+            writeln!(stdin, "{i}").unwrap();
+        }
+    }
+    let o = wait_output(child, DEADLINE);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "1000",
+        "{}",
+        output_text(&o)
+    );
+    let o = a.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        IMAGE,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
+
     // Own containers: logs, exec, cp, export, rename, stop/start, rm.
     a.ok(&["exec", "web-a", "sh", "-c", "echo hello > /tmp/x"]);
     assert_eq!(a.ok(&["exec", "web-a", "cat", "/tmp/x"]).trim(), "hello");
