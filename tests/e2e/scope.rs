@@ -231,6 +231,33 @@ fn scoped_tenants_share_one_engine() {
         );
     }
 
+    // The broker's "missing" answers are word for word the engine's own
+    // (the unscoped tenant gets the engine's).
+    let ghost = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for args in [
+        vec!["container", "inspect", "ghost"],
+        vec!["volume", "inspect", "ghost"],
+        vec!["network", "inspect", "ghost"],
+        vec!["image", "rm", "ghost:1"],
+        vec!["logs", "ghost"],
+    ] {
+        let (mine, engine) = (a.out(&args), ops.out(&args));
+        assert!(!mine.status.success(), "{args:?}");
+        assert_eq!(output_text(&mine), output_text(&engine), "{args:?}");
+    }
+    for path in [
+        format!("/exec/{ghost}/json"),
+        format!("/containers/{ghost}/json"),
+        "/volumes/ghost".to_string(),
+    ] {
+        // Same status and message (the engine's JSON encoder adds a newline).
+        let ((s1, b1), (s2, b2)) = (
+            api(&a.sock, "GET", &path, ""),
+            api(&ops.sock, "GET", &path, ""),
+        );
+        assert_eq!((s1, b1.trim()), (s2, b2.trim()), "{path}");
+    }
+
     // Every verb on the other tenant's container is "No such container".
     let cross: Vec<Vec<&str>> = vec![
         vec!["logs", "web-b"],
