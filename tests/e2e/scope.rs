@@ -531,6 +531,45 @@ fn scoped_tenants_share_one_engine() {
     );
     a.ok(&["commit", "web-a2", "a-img:1"]);
     a.ok(&["rmi", "a-img:1"]);
+    // A build is labelled for its tenant: its own to remove, not the other's.
+    let ctx = dir.path().join("build");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {IMAGE}\nLABEL io.sockbroker.tenant=b\nRUN echo built > /built\n"),
+    )
+    .unwrap();
+    let mut c = a.cmd(&[
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "-t",
+        "a-built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    c.env("DOCKER_BUILDKIT", "0");
+    let o = run_cmd(c, Duration::from_secs(180));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let label = ops.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"io.sockbroker.tenant\"}}",
+        "a-built:1",
+    ]);
+    assert_eq!(
+        label.trim(),
+        "a",
+        "the build's labels override the Dockerfile's"
+    );
+    let o = b.out(&["rmi", "a-built:1"]);
+    assert!(
+        !o.status.success() && output_text(&o).contains("images are shared"),
+        "{}",
+        output_text(&o)
+    );
+    a.ok(&["rmi", "a-built:1"]);
     let o = a.out(&[
         "commit",
         "--change",
