@@ -58,6 +58,17 @@ pub fn stamp(kind: CreateKind, body: &[u8], tenant: &str) -> Result<Vec<u8>, Bod
     let Value::Object(top) = &mut value else {
         return Err(BodyError(format!("{what} body is not a JSON object")));
     };
+    if kind == CreateKind::Network
+        && top
+            .iter()
+            .any(|(k, v)| go_fold_eq(k, "ConfigFrom") && !v.is_null())
+    {
+        // It names another network (a config-only one) by name, unchecked.
+        return Err(BodyError(
+            "scope own: a network create may not take its config from another network (ConfigFrom)"
+                .into(),
+        ));
+    }
     stamp_object(top, tenant, what)?;
     if kind == CreateKind::Container {
         for (hk, hc) in top.iter_mut() {
@@ -438,6 +449,23 @@ mod tests {
             let e = stamp(CreateKind::Container, body.as_bytes(), "a").unwrap_err();
             assert!(e.0.contains(want), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn networks_from_other_networks_are_refused() {
+        for body in [
+            r#"{"Name":"n","ConfigFrom":{"Network":"x"}}"#,
+            r#"{"configfrom":{}}"#,
+        ] {
+            let e = stamp(CreateKind::Network, body.as_bytes(), "a").unwrap_err();
+            assert!(e.0.contains("ConfigFrom"), "{e}");
+        }
+        assert!(stamp(
+            CreateKind::Network,
+            br#"{"Name":"n","ConfigFrom":null}"#,
+            "a"
+        )
+        .is_ok());
     }
 
     #[test]
