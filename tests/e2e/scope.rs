@@ -231,6 +231,33 @@ fn scoped_tenants_share_one_engine() {
         );
     }
 
+    // The broker's "missing" answers are word for word the engine's own
+    // (the unscoped tenant gets the engine's).
+    let ghost = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for args in [
+        vec!["container", "inspect", "ghost"],
+        vec!["volume", "inspect", "ghost"],
+        vec!["network", "inspect", "ghost"],
+        vec!["image", "rm", "ghost:1"],
+        vec!["logs", "ghost"],
+    ] {
+        let (mine, engine) = (a.out(&args), ops.out(&args));
+        assert!(!mine.status.success(), "{args:?}");
+        assert_eq!(output_text(&mine), output_text(&engine), "{args:?}");
+    }
+    for path in [
+        format!("/exec/{ghost}/json"),
+        format!("/containers/{ghost}/json"),
+        "/volumes/ghost".to_string(),
+    ] {
+        // Same status and message (the engine's JSON encoder adds a newline).
+        let ((s1, b1), (s2, b2)) = (
+            api(&a.sock, "GET", &path, ""),
+            api(&ops.sock, "GET", &path, ""),
+        );
+        assert_eq!((s1, b1.trim()), (s2, b2.trim()), "{path}");
+    }
+
     // Every verb on the other tenant's container is "No such container".
     let cross: Vec<Vec<&str>> = vec![
         vec!["logs", "web-b"],
@@ -250,6 +277,8 @@ fn scoped_tenants_share_one_engine() {
         vec!["diff", "web-b"],
         vec!["wait", pb],
         vec!["start", "dead-b"],
+        vec!["network", "connect", "none", "web-b"],
+        vec!["network", "disconnect", "none", "web-b"],
         vec!["rm", "dead-b"],
     ];
     for args in &cross {
@@ -301,6 +330,65 @@ fn scoped_tenants_share_one_engine() {
         state.lines().collect::<Vec<_>>(),
         ["/web-b running", "/dead-b exited"]
     );
+
+    // Attached runs: output, stdin, exit code (attach, wait and remove by ID).
+    let out = a.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        IMAGE,
+        "echo",
+        "attached",
+    ]);
+    assert_eq!(out.trim(), "attached");
+    let mut c = a.cmd(&[
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        IMAGE,
+        "wc",
+        "-l",
+    ]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..1000 {
+            writeln!(stdin, "{i}").unwrap();
+        }
+    }
+    let o = wait_output(child, DEADLINE);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "1000",
+        "{}",
+        output_text(&o)
+    );
+    let o = a.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        IMAGE,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
 
     // Own containers: logs, exec, cp, export, rename, stop/start, rm.
     a.ok(&["exec", "web-a", "sh", "-c", "echo hello > /tmp/x"]);
@@ -399,6 +487,40 @@ fn scoped_tenants_share_one_engine() {
     assert!(df.contains("web-a2"), "{df}");
     assert!(!df.contains("web-b") && !df.contains("vb"), "{df}");
 
+    // Exec instances belong to their container's tenant.
+    let (status, created) = api(
+        &b.sock,
+        "POST",
+        "/containers/web-b/exec",
+        r#"{"Cmd":["true"]}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let exec: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let exec = exec["Id"].as_str().unwrap();
+    for (method, path) in [
+        ("GET", format!("/exec/{exec}/json")),
+        ("POST", format!("/exec/{exec}/resize?h=1&w=1")),
+    ] {
+        let (status, body) = api(&a.sock, method, &path, "");
+        assert_eq!(
+            (status, body.trim()),
+            (
+                404,
+                format!("{{\"message\":\"No such exec instance: {exec}\"}}").as_str()
+            ),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        api(&b.sock, "GET", &format!("/exec/{exec}/json"), "").0,
+        200
+    );
+
+    // docker info counts the tenant's own containers only.
+    let own = a.lines(&["ps", "-aq"]).len().to_string();
+    assert_eq!(a.ok(&["info", "-f", "{{.Containers}}"]).trim(), own);
+    assert_ne!(ops.ok(&["info", "-f", "{{.Containers}}"]).trim(), own);
+
     // Images are shared; a tenant removes only its own.
     a.ok(&["image", "inspect", IMAGE]);
     let o = a.out(&["rmi", IMAGE]);
@@ -409,6 +531,58 @@ fn scoped_tenants_share_one_engine() {
     );
     a.ok(&["commit", "web-a2", "a-img:1"]);
     a.ok(&["rmi", "a-img:1"]);
+    // A build is labelled for its tenant: its own to remove, not the other's.
+    let ctx = dir.path().join("build");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {IMAGE}\nLABEL io.sockbroker.tenant=b\nRUN echo built > /built\n"),
+    )
+    .unwrap();
+    let mut c = a.cmd(&[
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "-t",
+        "a-built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    c.env("DOCKER_BUILDKIT", "0");
+    let o = run_cmd(c, Duration::from_secs(180));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let label = ops.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"io.sockbroker.tenant\"}}",
+        "a-built:1",
+    ]);
+    assert_eq!(
+        label.trim(),
+        "a",
+        "the build's labels override the Dockerfile's"
+    );
+    let o = b.out(&["rmi", "a-built:1"]);
+    assert!(
+        !o.status.success() && output_text(&o).contains("images are shared"),
+        "{}",
+        output_text(&o)
+    );
+    a.ok(&["rmi", "a-built:1"]);
+    let o = a.out(&[
+        "commit",
+        "--change",
+        "LABEL io.sockbroker.tenant=b",
+        "web-a2",
+        "forged:1",
+    ]);
+    assert!(
+        !o.status.success()
+            && output_text(&o).contains("may not set the io.sockbroker.tenant label"),
+        "{}",
+        output_text(&o)
+    );
 
     // Swarm is refused; the unscoped tenant still sees and acts on everything.
     let o = a.out(&["node", "ls"]);
@@ -496,4 +670,27 @@ fn compose(a: &Tenant, b: &Tenant, ops: &Tenant, dir: &Path) {
             .all(|n| !n.starts_with("scoped")),
         "compose created no network"
     );
+}
+
+/// One raw API request (HTTP/1.0: the answer ends with the connection);
+/// (status, body).
+fn api(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
 }

@@ -74,16 +74,20 @@ impl Engine<'_> {
         target: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Value), String> {
-        let (status, bytes) = side_request(
-            self.upstream,
-            self.connect_timeout,
-            deadline(self.connect_timeout),
-            method,
-            target,
-            body,
-            ANSWER_LIMIT,
-        )
-        .await?;
+        let (status, bytes) = if method == "GET" && body.is_none() {
+            pooled_get(self.upstream, self.connect_timeout, target).await?
+        } else {
+            side_request(
+                self.upstream,
+                self.connect_timeout,
+                deadline(self.connect_timeout),
+                method,
+                target,
+                body,
+                ANSWER_LIMIT,
+            )
+            .await?
+        };
         let v = if bytes.is_empty() {
             Value::Null
         } else {
@@ -143,6 +147,27 @@ impl Engine<'_> {
         Ok(judge(kind, &id, label.as_deref(), tenant, predefined))
     }
 
+    /// Who holds the *name* `name` of `kind` (not an ID or a prefix that
+    /// happens to look like it), for `tenant`: for a create's name check.
+    pub async fn name_holder(&self, kind: Kind, name: &str, tenant: &str) -> Result<Owner, String> {
+        let Some(v) = self.inspect(kind, name).await? else {
+            return Ok(Owner::Absent);
+        };
+        let held = v
+            .get("Name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.trim_start_matches('/') == name);
+        if !held {
+            return Ok(Owner::Absent);
+        }
+        let id = v
+            .get("Id")
+            .or_else(|| v.get("Name"))
+            .and_then(Value::as_str)
+            .unwrap_or(name);
+        Ok(judge(kind, id, response::label_of(&v), tenant, false))
+    }
+
     /// An exec belongs to the owner of its container.
     async fn exec_owner(&self, id: &str, tenant: &str) -> Result<Owner, String> {
         if let Some(label) = cached(self.upstream, Kind::Exec, id) {
@@ -167,6 +192,83 @@ impl Engine<'_> {
         };
         remember(self.upstream, Kind::Exec, &exec_id, label.clone());
         Ok(judge(Kind::Exec, &exec_id, label.as_deref(), tenant, false))
+    }
+}
+
+/// Idle engine connections kept for lookups, per upstream: a lookup on a
+/// kept connection saves the connect and handshake (docs/performance.md).
+static IDLE: LazyLock<std::sync::Mutex<std::collections::HashMap<String, Vec<Sender>>>> =
+    LazyLock::new(Default::default);
+/// Most idle lookup connections kept per upstream.
+const IDLE_PER_UPSTREAM: usize = 4;
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// A lookup (`GET`, no body) on a kept connection if there is one, else a new
+/// one; a kept connection the engine closed meanwhile is replaced once (a
+/// `GET` is safe to send again). Bounded by [`deadline`] as a whole.
+async fn pooled_get(
+    upstream: &Path,
+    connect_timeout: Duration,
+    target: &str,
+) -> Result<(u16, bytes::Bytes), String> {
+    use http_body_util::{BodyExt, Full, Limited};
+    let key = upstream.display().to_string();
+    let take = || IDLE.lock().unwrap().get_mut(&key).and_then(Vec::pop);
+    let work = async {
+        let mut kept = take();
+        loop {
+            let reused = kept.is_some();
+            let mut send = match kept.take() {
+                Some(s) => s,
+                None => {
+                    let stream = crate::upstream::connect_upstream(upstream, connect_timeout)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let (send, conn) =
+                        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    tokio::spawn(conn);
+                    send
+                }
+            };
+            let req = hyper::Request::builder()
+                .method("GET")
+                .uri(target)
+                .header(hyper::header::HOST, "docker")
+                .body(Full::new(bytes::Bytes::new()))
+                .map_err(|e| e.to_string())?;
+            let sent = match send.ready().await {
+                Ok(()) => send.send_request(req).await,
+                Err(e) => Err(e),
+            };
+            let resp = match sent {
+                Ok(r) => r,
+                Err(_) if reused => {
+                    kept = take();
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            let status = resp.status().as_u16();
+            let body = Limited::new(resp.into_body(), ANSWER_LIMIT)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            let mut idle = IDLE.lock().unwrap();
+            let list = idle.entry(key.clone()).or_default();
+            if list.len() < IDLE_PER_UPSTREAM && !send.is_closed() {
+                list.push(send);
+            }
+            return Ok((status, body));
+        }
+    };
+    let limit = deadline(connect_timeout);
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {limit:?}")),
     }
 }
 

@@ -10,7 +10,7 @@
 use serde_json::json;
 
 use super::lookup::{Engine, Owner};
-use super::rewrite::Outgoing;
+use super::rewrite::{side_request, Outgoing};
 use super::synthetic::Synthetic;
 use crate::config::TenantSpec;
 use crate::policy::scope::{
@@ -24,7 +24,9 @@ use crate::policy::Target;
 pub(super) fn wants_body(method: &str, target: &Target) -> bool {
     match scope::classify(method, &target.path) {
         Route::Create(_) => true,
-        Route::Object(o) => o.action == Action::NetworkAttach,
+        Route::Object(o) => {
+            o.action == Action::NetworkAttach || (o.kind == Kind::Container && o.suffix == "/start")
+        }
         _ => false,
     }
 }
@@ -49,7 +51,15 @@ pub(super) async fn before_forward(spec: &TenantSpec, out: &mut Outgoing) -> Res
     };
     let lookup_failed = |e: String| Synthetic::lookup_failed(&spec.upstream, &e);
     let invalid = |e: &dyn std::fmt::Display| Synthetic::invalid(e.to_string());
-    match scope::classify(&method, path) {
+    let route = scope::classify(&method, path);
+    let imports = matches!(route, Route::Create(CreateKind::Commit))
+        || (method == "POST" && path == "/images/create");
+    if imports && query::changes_forge_label(target.query.as_deref()) {
+        return Err(denied(
+            "scope own: changes may not set the io.sockbroker.tenant label",
+        ));
+    }
+    match route {
         Route::Pass => Ok(()),
         Route::Refuse(why) => Err(denied(why)),
         Route::Filter => {
@@ -74,6 +84,39 @@ pub(super) async fn before_forward(spec: &TenantSpec, out: &mut Outgoing) -> Res
                     Synthetic::bad_upstream(
                         &upstream,
                         "system df answer is not the JSON object expected",
+                    )
+                })
+            }));
+            Ok(())
+        }
+        Route::Info => {
+            // The engine-wide counts would tell how busy the others are.
+            let q = query::with_label_filter(Some("all=1"), tenant).map_err(|e| invalid(&e))?;
+            let (status, own) = side_request(
+                &spec.upstream,
+                spec.connect_timeout,
+                super::lookup::deadline(spec.connect_timeout),
+                "GET",
+                &format!("/containers/json?{q}"),
+                None,
+                super::rewrite::FILTER_LIMIT,
+            )
+            .await
+            .map_err(lookup_failed)?;
+            if status != 200 {
+                return Err(lookup_failed(format!(
+                    "the engine answered {status} to a container list"
+                )));
+            }
+            let upstream = spec.upstream.clone();
+            out.filter_response(Box::new(move |status, body| {
+                if status != 200 {
+                    return Ok(body);
+                }
+                response::info(&body, &own).ok_or_else(|| {
+                    Synthetic::bad_upstream(
+                        &upstream,
+                        "info answer is not the JSON object expected",
                     )
                 })
             }));
@@ -138,9 +181,19 @@ async fn object(
                 body::attach_container(&b).map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?;
             let mut container_id = None;
             for name in &names {
-                match engine.owner(Kind::Container, name, tenant).await? {
+                match engine.name_holder(Kind::Container, name, tenant).await? {
                     Owner::Own(cid) => container_id = Some(cid),
                     _ => return Err(missing(Kind::Container, name)),
+                }
+            }
+            for link in
+                body::attach_links(&b).map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?
+            {
+                if !matches!(
+                    engine.owner(Kind::Container, &link, tenant).await?,
+                    Owner::Own(_)
+                ) {
+                    return Err(missing(Kind::Container, &link));
                 }
             }
             if let Some(cid) = container_id {
@@ -160,6 +213,19 @@ async fn object(
             }
         }
         Action::Plain => {
+            let has_body = out
+                .body()
+                .is_some_and(|b| !b.iter().all(u8::is_ascii_whitespace));
+            if o.kind == Kind::Container && o.suffix == "/start" && has_body {
+                // API < 1.24 applies a HostConfig given at start, with the
+                // references a create body may carry; no client sends one now.
+                return Err(Refusal::Answer(Synthetic::denied(
+                    tenant,
+                    "POST",
+                    &format!("/containers/{}/start", o.reference),
+                    "scope own: a start with a HostConfig body (API < 1.24) is not accepted; put the settings in the create",
+                )));
+            }
             if o.kind == Kind::Container && o.suffix == "/rename" {
                 scrub_conflicts(out);
             }
@@ -184,7 +250,7 @@ async fn create(
             let name = query::first(out.target().query.as_deref(), "name").unwrap_or_default();
             let name = name.trim_start_matches('/');
             if !name.is_empty() {
-                match engine.owner(Kind::Container, name, tenant).await? {
+                match engine.name_holder(Kind::Container, name, tenant).await? {
                     Owner::Foreign | Owner::Shared(_) => {
                         return Err(Refusal::Answer(Synthetic::conflict(format!(
                             "Conflict. The container name \"/{name}\" is already in use by a container of another tenant. Choose another name."
@@ -206,7 +272,7 @@ async fn create(
             let v: serde_json::Value = serde_json::from_slice(&stamped).unwrap_or_default();
             let name = v.get("Name").and_then(|n| n.as_str()).unwrap_or("");
             if !name.is_empty() {
-                if let Owner::Foreign = engine.owner(Kind::Volume, name, tenant).await? {
+                if let Owner::Foreign = engine.name_holder(Kind::Volume, name, tenant).await? {
                     return Err(Refusal::Answer(Synthetic::conflict(format!(
                         "volume name {name} is already in use by another tenant; choose another name"
                     ))));

@@ -58,6 +58,17 @@ pub fn stamp(kind: CreateKind, body: &[u8], tenant: &str) -> Result<Vec<u8>, Bod
     let Value::Object(top) = &mut value else {
         return Err(BodyError(format!("{what} body is not a JSON object")));
     };
+    if kind == CreateKind::Network
+        && top
+            .iter()
+            .any(|(k, v)| go_fold_eq(k, "ConfigFrom") && !v.is_null())
+    {
+        // It names another network (a config-only one) by name, unchecked.
+        return Err(BodyError(
+            "scope own: a network create may not take its config from another network (ConfigFrom)"
+                .into(),
+        ));
+    }
     stamp_object(top, tenant, what)?;
     if kind == CreateKind::Container {
         for (hk, hc) in top.iter_mut() {
@@ -301,6 +312,25 @@ pub fn attach_container(body: &[u8]) -> Result<Vec<String>, BodyError> {
     Ok(names)
 }
 
+/// The containers a network connect body links to (`EndpointConfig.Links`).
+pub fn attach_links(body: &[u8]) -> Result<Vec<String>, BodyError> {
+    let tree: Json = serde_json::from_slice(body)
+        .map_err(|e| BodyError(format!("network connect body is not JSON: {e}")))?;
+    let mut out: Vec<String> = tree
+        .fields("EndpointConfig")
+        .flat_map(|ep| ep.fields("Links"))
+        .flat_map(Json::items)
+        .filter_map(|v| match v {
+            Json::String(s) => Some(link_target(s).trim().to_string()),
+            _ => None,
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Replace the container in a network connect/disconnect body with its full
 /// ID (the body is re-serialized; it has one `Container` key, checked by the
 /// caller with [`attach_container`]).
@@ -422,6 +452,23 @@ mod tests {
     }
 
     #[test]
+    fn networks_from_other_networks_are_refused() {
+        for body in [
+            r#"{"Name":"n","ConfigFrom":{"Network":"x"}}"#,
+            r#"{"configfrom":{}}"#,
+        ] {
+            let e = stamp(CreateKind::Network, body.as_bytes(), "a").unwrap_err();
+            assert!(e.0.contains("ConfigFrom"), "{e}");
+        }
+        assert!(stamp(
+            CreateKind::Network,
+            br#"{"Name":"n","ConfigFrom":null}"#,
+            "a"
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn mount_volume_options_are_stamped() {
         let v = stamped(
             CreateKind::Container,
@@ -522,6 +569,18 @@ mod tests {
             assert_eq!(refs(body), want, "{body}");
         }
         assert!(references(b"{").is_err());
+    }
+
+    #[test]
+    fn network_attach_links() {
+        assert_eq!(
+            attach_links(
+                br#"{"Container":"a","EndpointConfig":{"Links":["/db:db","x"],"links":["y:z"]}}"#
+            )
+            .unwrap(),
+            ["db", "x", "y"]
+        );
+        assert!(attach_links(br#"{"Container":"a"}"#).unwrap().is_empty());
     }
 
     #[test]

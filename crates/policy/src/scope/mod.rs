@@ -194,6 +194,9 @@ pub enum Route {
     Build,
     /// `GET /system/df`: the answer is filtered ([`response::system_df`]).
     SystemDf,
+    /// `GET /info`: the engine-wide container counts are replaced by the
+    /// tenant's own ([`response::info`]).
+    Info,
     /// Refused; the reason goes into the 403 message.
     Refuse(&'static str),
 }
@@ -211,7 +214,8 @@ pub fn classify(method: &str, path: &str) -> Route {
     }
     match top {
         "_ping" if rest.is_empty() && (method == "GET" || method == "HEAD") => Route::Pass,
-        "version" | "info" if rest.is_empty() && method == "GET" => Route::Pass,
+        "version" if rest.is_empty() && method == "GET" => Route::Pass,
+        "info" if rest.is_empty() && method == "GET" => Route::Info,
         "auth" if rest.is_empty() && method == "POST" => Route::Pass,
         "events" if rest.is_empty() && method == "GET" => Route::Filter,
         "system" if rest == ["df"] && method == "GET" => Route::SystemDf,

@@ -169,6 +169,18 @@ pub fn for_build(query: Option<&str>, tenant: &str) -> Result<String, QueryError
     Ok(replace(query, "labels", &labels))
 }
 
+/// Whether a commit's or an image import's `changes` (Dockerfile
+/// instructions applied to the new image's config, after the broker's
+/// stamp) mention the owner label: refused, so that no tenant makes an
+/// image that looks like another's.
+pub fn changes_forge_label(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        pairs(q).any(|(_, k, v)| {
+            k.eq_ignore_ascii_case("changes") && v.to_ascii_lowercase().contains(LABEL)
+        })
+    })
+}
+
 /// Percent-encode a query value (everything but unreserved characters).
 pub fn encode_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
@@ -311,6 +323,20 @@ mod tests {
         assert!(for_build(Some("networkmode=container%3Aother"), "a").is_err());
         assert!(for_build(Some("NetworkMode=Container:x"), "a").is_err());
         assert!(for_build(Some("networkmode=none"), "a").is_ok());
+    }
+
+    #[test]
+    fn label_changes_are_found() {
+        assert!(changes_forge_label(Some(
+            "container=x&changes=LABEL+io.sockbroker.tenant%3Db"
+        )));
+        assert!(changes_forge_label(Some(
+            "Changes=label%20IO.SOCKBROKER.TENANT=b"
+        )));
+        assert!(!changes_forge_label(Some(
+            "changes=ENV+A%3D1&changes=LABEL+k%3Dv"
+        )));
+        assert!(!changes_forge_label(None));
     }
 
     #[test]

@@ -74,6 +74,31 @@ pub fn conflict_message(body: &[u8]) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(&serde_json::json!({ "message": cut })).expect("serializes"))
 }
 
+/// `GET /info`: the container counts (`Containers`, `ContainersRunning`,
+/// `ContainersPaused`, `ContainersStopped`) are the tenant's own, counted
+/// from `own` — the tenant's `GET /containers/json?all=1` answer (list
+/// entries with a `State`). `None` if either is not the JSON expected.
+pub fn info(body: &[u8], own: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let list: Value = serde_json::from_slice(own).ok()?;
+    let list = list.as_array()?;
+    let state = |s: &str| {
+        list.iter()
+            .filter(|c| c.get("State").and_then(Value::as_str) == Some(s))
+            .count()
+    };
+    let (running, paused) = (state("running"), state("paused"));
+    let obj = v.as_object_mut()?;
+    obj.insert("Containers".into(), list.len().into());
+    obj.insert("ContainersRunning".into(), running.into());
+    obj.insert("ContainersPaused".into(), paused.into());
+    obj.insert(
+        "ContainersStopped".into(),
+        (list.len() - running - paused).into(),
+    );
+    Some(serde_json::to_vec(&v).expect("a JSON value serializes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +138,25 @@ mod tests {
         assert!(system_df(br#"{"Containers":{}}"#, "a").is_none());
         assert!(system_df(b"x", "a").is_none());
         assert!(system_df(br#"{"Containers":null,"Volumes":null}"#, "a").is_some());
+    }
+
+    #[test]
+    fn info_counts_the_tenants_containers() {
+        let body = br#"{"Containers":9,"ContainersRunning":5,"ContainersPaused":1,"ContainersStopped":3,"Images":4}"#;
+        let own = br#"[{"State":"running"},{"State":"exited"},{"State":"created"}]"#;
+        let v: Value = serde_json::from_slice(&info(body, own).unwrap()).unwrap();
+        assert_eq!(
+            (
+                &v["Containers"],
+                &v["ContainersRunning"],
+                &v["ContainersPaused"],
+                &v["ContainersStopped"]
+            ),
+            (&json!(3), &json!(1), &json!(0), &json!(2))
+        );
+        assert_eq!(v["Images"], 4);
+        assert!(info(b"[]", own).is_none());
+        assert!(info(body, b"{}").is_none());
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn routes() {
         ("GET", "/_ping", Route::Pass),
         ("HEAD", "/_ping", Route::Pass),
         ("GET", "/version", Route::Pass),
-        ("GET", "/info", Route::Pass),
+        ("GET", "/info", Route::Info),
         ("OPTIONS", "/containers/x/json", Route::Pass),
         ("GET", "/events", Route::Filter),
         ("GET", "/system/df", Route::SystemDf),
