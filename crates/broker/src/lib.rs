@@ -27,4 +27,6 @@ pub mod sockdiag;
 pub mod socket;
 pub mod status;
 pub mod supervisor;
+pub mod tenants_api;
+pub mod text_table;
 pub mod watch;
