@@ -148,6 +148,19 @@ pub fn run_ok(cmd: Command, deadline: Duration) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Tenant YAML lines giving its socket to this process's own uid and gid, mode
+/// 0600: a test that needs no other owner runs without root.
+pub fn own_owner() -> &'static str {
+    static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        format!(
+            "uid: {}\ngid: {}\nmode: \"0600\"",
+            nix::unistd::geteuid(),
+            nix::unistd::getegid()
+        )
+    })
+}
+
 /// True when running as root (needed for other uids and user namespaces).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
