@@ -19,7 +19,10 @@ use std::time::Duration;
 use sockbroker_e2e::*;
 
 /// Tenant sockets the test (root) can use.
-const OWNER: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
+/// The tenants' owner: this test's own uid and gid (no root needed).
+fn owner() -> &'static str {
+    own_owner()
+}
 
 // ------------------------------------------------------------------ fake engine
 
@@ -425,7 +428,7 @@ impl Fixture {
         let config = dir.path().join("sockbroker.yaml");
         let tenants: Vec<(&str, String)> = tenants
             .iter()
-            .map(|(n, extra)| (*n, format!("{OWNER}\n{extra}")))
+            .map(|(n, extra)| (*n, format!("{}\n{extra}", owner())))
             .collect();
         let refs: Vec<(&str, &str)> = tenants.iter().map(|(n, e)| (*n, e.as_str())).collect();
         let (b, addr) = start_with_metrics(
@@ -471,9 +474,6 @@ impl Fixture {
 
 #[test]
 fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only"), ("plain", "")]);
     // A policy tenant's request counters exist from 0 before any request; a
     // tenant without a policy has none.
@@ -536,10 +536,11 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
         .lines()
         .find(|l| l.contains("\"verdict\":\"denied\"") && l.contains("/containers/create"))
         .unwrap_or_else(|| panic!("no audit line for the denied create:\n{logs}"));
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     for field in [
         "\"tenant\":\"ro\"",
-        "\"uid\":0",
-        "\"gid\":0",
+        &format!("\"uid\":{uid},"),
+        &format!("\"gid\":{gid},"),
         "\"pid\":",
         "\"method\":\"POST\"",
         "\"path\":\"/containers/create\"",
@@ -552,9 +553,6 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[(
         "rules",
         "access:\n  allow: [\"GET,HEAD /**\", \"POST /echo\"]\n  deny: [\"GET /secrets/**\"]",
@@ -617,9 +615,6 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn userns_safe_inspects_bodies() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[(
         "ci",
         "access: {preset: userns-safe, bind_allow: [/srv/data]}",
@@ -702,9 +697,6 @@ fn userns_safe_inspects_bodies() {
 
 #[test]
 fn oversized_inspected_body_is_413() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ci", "access: userns-safe")]);
     let mut c = f.client("ci");
     let big = 2 * 1024 * 1024;
@@ -746,9 +738,6 @@ fn oversized_inspected_body_is_413() {
 
 #[test]
 fn large_bodies_stream_through() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("audit", "access: {preset: full}")]);
     let mut c = f.client("audit");
     let data = payload(5 * 1024 * 1024, 7);
@@ -789,9 +778,6 @@ fn large_bodies_stream_through() {
 
 #[test]
 fn client_eof_ends_an_endless_stream() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only")]);
     let mut c = f.client("ro");
     c.send(
@@ -822,9 +808,6 @@ fn client_eof_ends_an_endless_stream() {
 
 #[test]
 fn upgrade_switches_to_raw_relay() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ci", "access: userns-safe")]);
     let mut c = f.client("ci");
     c.send(b"POST /v1.41/containers/x/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n");
@@ -867,9 +850,6 @@ fn upgrade_switches_to_raw_relay() {
 
 #[test]
 fn connection_close_is_honoured() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only")]);
     let mut c = f.client("ro");
     let r = c.call(&get("/close"));
@@ -900,9 +880,6 @@ fn connection_close_is_honoured() {
 
 #[test]
 fn unreachable_upstream_is_502() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[(
         "down",
         "access: read-only\nupstream: /nonexistent/docker.sock",
@@ -927,9 +904,6 @@ fn unreachable_upstream_is_502() {
 
 #[test]
 fn malformed_requests_are_refused() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("audit", "access: {preset: full}")]);
     for bad in [
         "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -958,9 +932,6 @@ fn malformed_requests_are_refused() {
 
 #[test]
 fn http2_preface_passes_only_when_everything_is_allowed() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[
         ("audit", "access: {preset: full}"),
         ("ro", "access: read-only"),
@@ -991,9 +962,6 @@ fn http2_preface_passes_only_when_everything_is_allowed() {
 /// inspected one likewise.
 #[test]
 fn requests_with_unreadable_bodies_are_audited_and_counted() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only"), ("safe", "access: userns-safe")]);
     let broken = "Host: docker\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
     let r = f
