@@ -152,9 +152,15 @@ pub fn run_ok(cmd: Command, deadline: Duration) -> String {
 /// 0600: a test that needs no other owner runs without root.
 pub fn own_owner() -> &'static str {
     static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    S.get_or_init(|| format!("{}\nmode: \"0600\"", own_ids()))
+}
+
+/// `uid: UID\ngid: GID` for this process (see [`own_owner`]).
+pub fn own_ids() -> &'static str {
+    static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     S.get_or_init(|| {
         format!(
-            "uid: {}\ngid: {}\nmode: \"0600\"",
+            "uid: {}\ngid: {}",
             nix::unistd::geteuid(),
             nix::unistd::getegid()
         )
