@@ -40,8 +40,9 @@ RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static \
   cargo build --release --locked -p sockbroker --target "$host"
 static=$out/sockbroker-$version-$arch-linux-static
 strip -o "$static" "target/static/$host/release/sockbroker"
-if ldd "$static" >/dev/null 2>&1; then
-  echo "release.sh: $static is not static:" >&2; ldd "$static" >&2; exit 1
+# No NEEDED entry: no shared library (the libc included) is loaded at run time.
+if readelf -d "$static" | grep -q NEEDED; then
+  echo "release.sh: $static is not static:" >&2; readelf -d "$static" | grep NEEDED >&2; exit 1
 fi
 "$static" --version
 

@@ -30,22 +30,6 @@ fn sh(script: &str) -> Command {
     c
 }
 
-/// Serializes package tests across worktrees and runs: the package is
-/// installed system-wide.
-fn lock_package_tests() -> nix::fcntl::Flock<std::fs::File> {
-    use nix::fcntl::{Flock, FlockArg};
-    let path = Path::new("/run/lock/sockbroker-package-test.lock");
-    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((file, _)) => {
-            eprintln!("another run holds {}; waiting", path.display());
-            Flock::lock(file, FlockArg::LockExclusive)
-                .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", path.display()))
-        }
-    }
-}
-
 fn apt(args: &[&str]) -> Command {
     let mut c = Command::new("apt-get");
     c.args(["-y", "-q", "--no-install-recommends"])
@@ -56,11 +40,7 @@ fn apt(args: &[&str]) -> Command {
 
 fn installed() -> bool {
     let o = run(
-        {
-            let mut c = Command::new("dpkg-query");
-            c.args(["-W", "-f", "${Status}", "sockbroker"]);
-            c
-        },
+        cmd("dpkg-query", &["-W", "-f", "${Status}", "sockbroker"]),
         DEADLINE,
     );
     String::from_utf8_lossy(&o.stdout).contains("ok installed")
@@ -72,14 +52,7 @@ fn build_package() -> PathBuf {
     c.current_dir(workspace())
         .args(["deb", "-p", "sockbroker", "--", "--locked"]);
     ok(c, Duration::from_secs(3600));
-    let arch = ok(
-        {
-            let mut c = Command::new("dpkg");
-            c.arg("--print-architecture");
-            c
-        },
-        DEADLINE,
-    );
+    let arch = ok(cmd("dpkg", &["--print-architecture"]), DEADLINE);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
@@ -111,7 +84,8 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
     {
         return;
     }
-    let _lock = lock_package_tests();
+    // Installed system-wide: runs from several checkouts take turns.
+    let _lock = lock_file(Path::new("/run/lock/sockbroker-package-test.lock"));
     let deb = build_package();
 
     // lintian: no error; every warning is one docs/packaging.md explains.
@@ -140,14 +114,7 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
     let cleanup = Purge;
 
     // The binary.
-    let v = ok(
-        {
-            let mut c = Command::new("/usr/bin/sockbroker");
-            c.arg("--version");
-            c
-        },
-        DEADLINE,
-    );
+    let v = ok(cmd("/usr/bin/sockbroker", &["--version"]), DEADLINE);
     assert!(v.starts_with(&format!("sockbroker {VERSION} (git ")), "{v}");
 
     // Man pages: sockbroker(8) and one per subcommand, found by man.
@@ -157,14 +124,7 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
         "sockbroker-check",
         "sockbroker-status",
     ] {
-        let path = ok(
-            {
-                let mut c = Command::new("man");
-                c.args(["-w", "8", page]);
-                c
-            },
-            DEADLINE,
-        );
+        let path = ok(cmd("man", &["-w", "8", page]), DEADLINE);
         assert_eq!(path.trim(), format!("/usr/share/man/man8/{page}.8.gz"));
         let page_text = ok(
             sh(&format!("zcat /usr/share/man/man8/{page}.8.gz")),
@@ -192,11 +152,7 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
 
     // The conffile: registered as one, valid as shipped (zero tenants).
     let conffiles = ok(
-        {
-            let mut c = Command::new("dpkg-query");
-            c.args(["-W", "-f", "${Conffiles}", "sockbroker"]);
-            c
-        },
+        cmd("dpkg-query", &["-W", "-f", "${Conffiles}", "sockbroker"]),
         DEADLINE,
     );
     assert!(
@@ -217,14 +173,7 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
     );
 
     // The user from sysusers.d, and the unit: verified, enabled.
-    let pw = ok(
-        {
-            let mut c = Command::new("getent");
-            c.args(["passwd", "sockbroker"]);
-            c
-        },
-        DEADLINE,
-    );
+    let pw = ok(cmd("getent", &["passwd", "sockbroker"]), DEADLINE);
     assert!(pw.trim_end().ends_with(":/usr/sbin/nologin"), "{pw}");
     let unit = "/usr/lib/systemd/system/sockbroker.service";
     let mut c = Command::new("systemd-analyze");

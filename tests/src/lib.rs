@@ -117,6 +117,13 @@ pub fn have(prog: &str, arg: &str, install: &str) -> bool {
     ok
 }
 
+/// `prog args…` as a [`Command`], to hand to [`run_cmd`] / [`run_ok`].
+pub fn cmd(prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+    let mut c = Command::new(prog);
+    c.args(args);
+    c
+}
+
 /// A command's stdout followed by its stderr, for failure messages.
 pub fn output_text(o: &Output) -> String {
     format!(
@@ -710,9 +717,15 @@ pub fn docker_root() -> PathBuf {
 /// Take the exclusive lock that serializes test runs using the Docker engines
 /// (`$SB_DOCKER_ROOT/.lock`), waiting for another run if needed.
 pub fn lock_docker_root() -> nix::fcntl::Flock<std::fs::File> {
+    lock_file(&docker_root().join(".lock"))
+}
+
+/// An exclusive `flock` on `path` (created if missing), waiting for whoever
+/// holds it: serializes test runs from several checkouts that share something
+/// machine-wide (Docker engines, an installed package).
+pub fn lock_file(path: &Path) -> nix::fcntl::Flock<std::fs::File> {
     use nix::fcntl::{Flock, FlockArg};
-    let path = docker_root().join(".lock");
-    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((file, _)) => {
