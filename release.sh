@@ -74,6 +74,7 @@ else
   rm -rf "$ctx"
   docker -H "unix://$sock" run --rm --network none --pull never "$tag" --version
   docker -H "unix://$sock" save -o "$image" "$tag"
+  chmod 644 "$image"
   docker -H "unix://$sock" rmi "$tag" >/dev/null
 fi
 

@@ -117,13 +117,19 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
     let v = ok(cmd("/usr/bin/sockbroker", &["--version"]), DEADLINE);
     assert!(v.starts_with(&format!("sockbroker {VERSION} (git ")), "{v}");
 
-    // Man pages: sockbroker(8) and one per subcommand, found by man.
-    for page in [
-        "sockbroker",
-        "sockbroker-run",
-        "sockbroker-check",
-        "sockbroker-status",
-    ] {
+    // Man pages: sockbroker(8) and one per subcommand (as --help lists them), found by man.
+    let help = ok(cmd("/usr/bin/sockbroker", &["--help"]), DEADLINE);
+    let subcommands: Vec<String> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Commands: in --help:\n{help}"))
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| format!("sockbroker-{}", l.split_whitespace().next().unwrap()))
+        .collect();
+    assert!(subcommands.len() >= 3, "{subcommands:?}");
+    for page in std::iter::once("sockbroker".to_string()).chain(subcommands) {
+        let page = page.as_str();
         let path = ok(cmd("man", &["-w", "8", page]), DEADLINE);
         assert_eq!(path.trim(), format!("/usr/share/man/man8/{page}.8.gz"));
         let page_text = ok(
