@@ -46,17 +46,23 @@ fn installed() -> bool {
     String::from_utf8_lossy(&o.stdout).contains("ok installed")
 }
 
+/// The Debian architecture of this machine (amd64, arm64, …).
+fn arch() -> String {
+    ok(cmd("dpkg", &["--print-architecture"]), DEADLINE)
+        .trim()
+        .to_string()
+}
+
 /// Build the package with the installed cargo-deb; return its path.
 fn build_package() -> PathBuf {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace())
         .args(["deb", "-p", "sockbroker", "--", "--locked"]);
     ok(c, Duration::from_secs(3600));
-    let arch = ok(cmd("dpkg", &["--print-architecture"]), DEADLINE);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
-    let deb = target.join(format!("debian/sockbroker_{VERSION}-1_{}.deb", arch.trim()));
+    let deb = target.join(format!("debian/sockbroker_{VERSION}-1_{}.deb", arch()));
     assert!(deb.exists(), "{} was not written", deb.display());
     deb
 }
@@ -212,6 +218,38 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
         edited,
         "a reinstall must keep the edited config"
     );
+
+    // Upgrade to a newer package version (the same build, repackaged as
+    // revision 2): the maintainer scripts' upgrade path, the edit stays.
+    let newer = deb.with_file_name("upgrade");
+    let mut c = cmd(
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        &["deb", "-p", "sockbroker", "--no-build", "--no-dbgsym"],
+    );
+    c.current_dir(workspace())
+        .arg("--deb-version")
+        .arg(format!("{VERSION}-2"))
+        .arg("-o")
+        .arg(&newer);
+    ok(c, Duration::from_secs(600));
+    let newer_deb = std::fs::read_dir(&newer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with(&format!("_{VERSION}-2_{}.deb", arch()))
+        })
+        .unwrap_or_else(|| panic!("no {VERSION}-2 package in {}", newer.display()));
+    ok(
+        apt(&["install", newer_deb.to_str().unwrap()]),
+        Duration::from_secs(300),
+    );
+    let v = ok(
+        cmd("dpkg-query", &["-W", "-f", "${Version}", "sockbroker"]),
+        DEADLINE,
+    );
+    assert_eq!(v, format!("{VERSION}-2"));
+    assert_eq!(read(conf), edited, "an upgrade must keep the edited config");
 
     // Purge: the package's files go; the operator's stay.
     let notes = Path::new("/etc/sockbroker/operator-notes.txt");
