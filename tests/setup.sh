@@ -48,7 +48,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Kubernetes manifests are validated against the bundled schemas of the PyPI
-# package kubernetes-validate (works offline); tests/e2e/service.rs looks here.
+# package kubernetes-validate (works offline); tests/e2e/service/kubernetes.rs looks here.
 KV=/opt/sockbroker-ci/kv
 if [ ! -x "$KV/bin/kubernetes-validate" ]; then
   python3 -m venv "$KV" && "$KV/bin/pip" install -q kubernetes-validate==1.37.0

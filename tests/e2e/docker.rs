@@ -14,7 +14,6 @@
 //! `SB_DOCKER_KEEP=1` leaves the engines running afterwards (for debugging;
 //! `tests/docker/teardown.sh` stops them).
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -36,23 +35,6 @@ const MOUNT: &str = "/run/docker";
 const DRAIN: Duration = Duration::from_secs(3);
 /// Deadline for one docker command (a container run is about a second here).
 const CMD_DEADLINE: Duration = Duration::from_secs(60);
-/// Deadline for setup.sh (package installs on a bare machine) and teardown.sh.
-const SETUP_DEADLINE: Duration = Duration::from_secs(300);
-
-fn docker_root() -> PathBuf {
-    std::env::var_os("SB_DOCKER_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/lib/sockbroker-test".into())
-}
-
-fn script(name: &str) -> PathBuf {
-    workspace().join("tests/docker").join(name)
-}
-
-/// Engine `n`'s socket (root:docker 0660 — what tenants cannot use directly).
-fn engine_sock(n: usize) -> PathBuf {
-    docker_root().join(format!("docker-{n}/docker.sock"))
-}
 
 /// The host's docker CLI against engine `n`.
 fn docker(n: usize) -> Command {
@@ -117,51 +99,19 @@ fn churn(name: &str) {
     ok(c);
 }
 
-/// Both engines, started by setup.sh; torn down by teardown.sh on drop.
+/// Both engines (1: dockremap, 2: sbtenant2), started by setup.sh; torn
+/// down by teardown.sh on drop.
 struct Engines {
-    _lock: nix::fcntl::Flock<File>,
+    _engines: Vec<DockerEngine>,
 }
 
 impl Engines {
     fn start() -> Engines {
-        let root = docker_root();
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let lock = lock_docker_root();
-        let engines = Engines { _lock: lock };
         let t = Instant::now();
-        let mut c = Command::new("bash");
-        c.arg(script("setup.sh")).env("SB_DOCKER_ROOT", &root);
-        // A bare machine first installs packages (apt-get update + install).
-        let o = output_within(c, SETUP_DEADLINE);
-        assert!(
-            o.status.success(),
-            "tests/docker/setup.sh failed:\n{}",
-            text(&o)
-        );
+        let engines = DockerEngine::start_all(&[(1, "dockremap"), (2, "sbtenant2")])
+            .unwrap_or_else(|e| panic!("{e}"));
         eprintln!("engines up in {:.1}s", t.elapsed().as_secs_f64());
-        engines
-    }
-}
-
-impl Drop for Engines {
-    fn drop(&mut self) {
-        if std::env::var_os("SB_DOCKER_KEEP").is_some() {
-            eprintln!(
-                "SB_DOCKER_KEEP: engines left running; stop them with tests/docker/teardown.sh"
-            );
-            return;
-        }
-        let t = Instant::now();
-        let mut c = Command::new("bash");
-        c.arg(script("teardown.sh"))
-            .env("SB_DOCKER_ROOT", docker_root());
-        let o = output_within(c, SETUP_DEADLINE);
-        if !o.status.success() {
-            eprintln!("tests/docker/teardown.sh failed:\n{}", text(&o));
-        }
-        eprintln!("engines down in {:.1}s", t.elapsed().as_secs_f64());
+        Engines { _engines: engines }
     }
 }
 

@@ -178,14 +178,8 @@ fn stale_socket_is_replaced_and_a_regular_file_is_left_alone() {
 
 #[test]
 fn two_hundred_concurrent_connections_all_exact() {
-    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
-        return;
-    }
     let s = Setup::new();
-    let _b = s.start(&[(
-        "ci",
-        "uid: 0\ngid: 0\nmode: \"0600\"\nmax_connections: 1000",
-    )]);
+    let _b = s.start(&[("ci", &format!("{}\nmax_connections: 1000", own_owner()))]);
     wait_socket(&s.sock("ci"));
     let path = s.sock("ci");
     let mut conns: Vec<(UnixStream, Vec<u8>)> = (0..200)
@@ -270,11 +264,8 @@ fn sigterm_removes_sockets_and_exits_zero() {
 
 #[test]
 fn sigterm_drains_open_connections_until_they_finish() {
-    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
-        return;
-    }
     let s = Setup::new();
-    let mut b = s.start(&[("a", "uid: 0\ngid: 0\ndrain_timeout: 30s")]);
+    let mut b = s.start(&[("a", &format!("{}\ndrain_timeout: 30s", own_ids()))]);
     wait_socket(&s.sock("a"));
     let mut c = UnixStream::connect(s.sock("a")).unwrap();
     c.write_all(b"ping").unwrap();
@@ -359,14 +350,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn raises_nofile_and_backs_off_when_out_of_descriptors() {
-    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
-        return;
-    }
     let s = Setup::new();
     let cfg = s.dir.path().join("sockbroker.yaml");
     write_config(
         &cfg,
-        &config(s.dir.path(), &s.upstream.path, &[("a", "uid: 0\ngid: 0")]),
+        &config(s.dir.path(), &s.upstream.path, &[("a", own_ids())]),
     );
     // Soft limit 64, hard limit 96: the broker raises the soft limit to 96 at startup.
     let b = Broker::start_wrapped(&["prlimit", "--nofile=64:96", "--"], &cfg, &[], &[]);
@@ -416,11 +404,8 @@ fn raises_nofile_and_backs_off_when_out_of_descriptors() {
 
 #[test]
 fn max_connections_refuses_beyond_the_limit_instead_of_queueing() {
-    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
-        return;
-    }
     let s = Setup::new();
-    let b = s.start(&[("a", "uid: 0\ngid: 0\nmax_connections: 2")]);
+    let b = s.start(&[("a", &format!("{}\nmax_connections: 2", own_ids()))]);
     wait_socket(&s.sock("a"));
     // wait_socket's probe is a connection too: let it end before counting.
     b.wait_log("connection closed: ");
@@ -441,11 +426,8 @@ fn max_connections_refuses_beyond_the_limit_instead_of_queueing() {
 
 #[test]
 fn second_signal_exits_at_once_during_a_drain() {
-    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
-        return;
-    }
     let s = Setup::new();
-    let mut b = s.start(&[("a", "uid: 0\ngid: 0\ndrain_timeout: 1h")]);
+    let mut b = s.start(&[("a", &format!("{}\ndrain_timeout: 1h", own_ids()))]);
     wait_socket(&s.sock("a"));
     let _c = echo_conn(&s.sock("a"), b"held open");
     b.signal(Signal::SIGTERM);
@@ -518,9 +500,6 @@ fn full_backlog_listener(path: &Path) -> (std::os::fd::OwnedFd, Vec<std::os::fd:
 /// and closed, counted and logged when the timeout passes first.
 #[test]
 fn busy_upstream_is_waited_for_up_to_connect_timeout() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let s = Scene::new();
     let slow = s.dir.path().join("slow.sock");
     let stuck = s.dir.path().join("stuck.sock");
@@ -530,12 +509,13 @@ fn busy_upstream_is_waited_for_up_to_connect_timeout() {
         &[
             (
                 "slow",
-                &format!("uid: 0\ngid: 0\nupstream: {}", slow.display()),
+                &format!("{}\nupstream: {}", own_ids(), slow.display()),
             ),
             (
                 "stuck",
                 &format!(
-                    "uid: 0\ngid: 0\nupstream: {}\nconnect_timeout: 300ms",
+                    "{}\nupstream: {}\nconnect_timeout: 300ms",
+                    own_ids(),
                     stuck.display()
                 ),
             ),
@@ -589,9 +569,6 @@ fn busy_upstream_is_waited_for_up_to_connect_timeout() {
 /// fails (after a mere shutdown it would succeed); the line says `client_closed`.
 #[test]
 fn a_client_that_hangs_up_ends_its_connection_without_waiting_for_the_upstream() {
-    if skip_unless_root("chown to other uids, setpriv, user namespaces") {
-        return;
-    }
     let dir = scratch();
     let up = dir.path().join("up.sock");
     let listener = std::os::unix::net::UnixListener::bind(&up).unwrap();
@@ -611,7 +588,7 @@ fn a_client_that_hangs_up_ends_its_connection_without_waiting_for_the_upstream()
         }
     });
     let cfg = dir.path().join("sockbroker.yaml");
-    write_config(&cfg, &config(dir.path(), &up, &[("a", "uid: 0\ngid: 0")]));
+    write_config(&cfg, &config(dir.path(), &up, &[("a", own_ids())]));
     let b = Broker::start(&cfg, &[], &[]);
     let sock = dir.path().join("a").join("docker.sock");
     wait_socket(&sock);

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use sockbroker_e2e::*;
 
 /// A plain tenant the test (root) may connect to.
-const T: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
+/// The usual tenant owner: this test's own uid and gid (no root needed).
+fn t() -> &'static str {
+    own_owner()
+}
 
 /// The alert rules shipped for operators.
 fn rules_file() -> PathBuf {
@@ -182,12 +185,10 @@ fn promtool(args: &[&str], stdin: &[u8]) -> (bool, String) {
 
 #[test]
 fn exposition_passes_promtool_check_metrics() {
-    if skip_unless_root("tenant sockets are chowned")
-        || !have("promtool", "--version", "apt-get install prometheus")
-    {
+    if !have("promtool", "--version", "apt-get install prometheus") {
         return;
     }
-    let f = Fixture::start(Scene::new(), &[("a", T), ("b", T)]);
+    let f = Fixture::start(Scene::new(), &[("a", t()), ("b", t())]);
     // Traffic, so that histograms and counters have non-trivial series.
     echo_once(&f.s.sock("a"), 1000, 1);
     echo_once(&f.s.sock("b"), 10, 2);
@@ -234,16 +235,18 @@ fn exposition_passes_promtool_check_metrics() {
 
 #[test]
 fn exact_counters_for_tenants_and_rejections() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let s = Scene::new();
     let missing = s.dir.path().join("missing-upstream.sock");
-    let only_231072 = format!("{T}\nallow:\n  uids: [\"231072\"]");
-    let no_upstream = format!("{T}\nupstream: {}", missing.display());
+    let only_231072 = format!("{}\nallow:\n  uids: [\"231072\"]", t());
+    let no_upstream = format!("{}\nupstream: {}", t(), missing.display());
     let f = Fixture::start(
         s,
-        &[("a", T), ("b", T), ("c", &only_231072), ("d", &no_upstream)],
+        &[
+            ("a", t()),
+            ("b", t()),
+            ("c", &only_231072),
+            ("d", &no_upstream),
+        ],
     );
     // a: 3 connections of 1000 bytes each way; b: 2 of 777.
     for i in 0..3 {
@@ -252,7 +255,7 @@ fn exact_counters_for_tenants_and_rejections() {
     for i in 0..2 {
         echo_once(&f.s.sock("b"), 777, 10 + i);
     }
-    // c: root is not in the allow list; d: the upstream does not exist.
+    // c: this test's uid is not in the allow list; d: the upstream does not exist.
     expect_refused(&f.s.sock("c"));
     expect_refused(&f.s.sock("d"));
     expect_refused(&f.s.sock("d"));
@@ -301,10 +304,7 @@ fn exact_counters_for_tenants_and_rejections() {
 
 #[test]
 fn byte_counters_advance_while_connection_is_open() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
-    let f = Fixture::start(Scene::new(), &[("a", T)]);
+    let f = Fixture::start(Scene::new(), &[("a", t())]);
     let mut c = echo_conn(&f.s.sock("a"), &payload(12345, 7));
     f.wait_metrics(
         "bytes of the open connection",
@@ -344,13 +344,10 @@ fn byte_counters_advance_while_connection_is_open() {
 
 #[test]
 fn readyz_names_down_tenant_until_its_path_is_free() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let s = Scene::new();
     std::fs::create_dir(s.dir.path().join("a")).unwrap();
     std::fs::write(s.sock("a"), "not a socket").unwrap();
-    let f = Fixture::start(s, &[("a", T), ("b", T)]);
+    let f = Fixture::start(s, &[("a", t()), ("b", t())]);
 
     let (code, body) = f.get("/readyz");
     assert_eq!(code, 503, "{body}");
@@ -402,13 +399,10 @@ fn readyz_names_down_tenant_until_its_path_is_free() {
 
 #[test]
 fn health_endpoints_status_codes_and_tenants_json() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let s = Scene::new();
     std::fs::create_dir(s.dir.path().join("down")).unwrap();
     std::fs::create_dir(s.sock("down")).unwrap(); // a directory where the socket should be
-    let f = Fixture::start(s, &[("up1", T), ("down", T)]);
+    let f = Fixture::start(s, &[("up1", t()), ("down", t())]);
 
     let (code, body) = f.get("/healthz");
     assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -454,10 +448,7 @@ fn health_endpoints_status_codes_and_tenants_json() {
 
 #[test]
 fn removed_tenant_series_go_after_drain_and_reload_gauges() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
-    let f = Fixture::start(Scene::new(), &[("a", T), ("b", T)]);
+    let f = Fixture::start(Scene::new(), &[("a", t()), ("b", t())]);
     echo_once(&f.s.sock("a"), 100, 1);
     let mut b_conn = echo_conn(&f.s.sock("b"), &payload(50, 2));
     f.wait_metrics(
@@ -477,7 +468,7 @@ fn removed_tenant_series_go_after_drain_and_reload_gauges() {
 
     // Remove b while its connection is open: the socket goes at once, the
     // series stay for the drain (2s), then disappear; a's stay.
-    f.write(&[("a", T)]);
+    f.write(&[("a", t())]);
     wait_gone(&f.s.sock("b"));
     let during = f.scrape();
     let b_still_open = {
@@ -536,7 +527,7 @@ fn removed_tenant_series_go_after_drain_and_reload_gauges() {
     echo_once(&f.s.sock("a"), 10, 4);
 
     // A valid edit: back to 1, and the success counter moves on.
-    f.write(&[("a", T), ("c", T)]);
+    f.write(&[("a", t()), ("c", t())]);
     wait_socket(&f.s.sock("c"));
     let text = f.wait_scrape("the successful reload to show", |t| {
         metric_value(t, "sockbroker_config_last_reload_successful") == Some(1.0)
@@ -576,7 +567,7 @@ fn removed_tenant_series_go_after_drain_and_reload_gauges() {
     f.wait_scrape("the second failed reload to show", |t| {
         metric_value(t, "sockbroker_config_last_reload_successful") == Some(0.0)
     });
-    f.write(&[("a", T), ("c", T)]);
+    f.write(&[("a", t()), ("c", t())]);
     f.wait_scrape("the undone edit to count as a success", |t| {
         metric_value(t, "sockbroker_config_last_reload_successful") == Some(1.0)
     });
@@ -586,13 +577,10 @@ fn removed_tenant_series_go_after_drain_and_reload_gauges() {
 /// tenant sockets it had already created with it instead of leaving them.
 #[test]
 fn metrics_address_in_use_exits_without_leaving_sockets() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let s = Scene::new();
-    write_config(&s.config(), &Fixture::yaml_for(&s, &addr, &[("a", T)]));
+    write_config(&s.config(), &Fixture::yaml_for(&s, &addr, &[("a", t())]));
     let mut b = Broker::start(&s.config(), &[], &[]);
     let status = b.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(1), "{}", b.logs());
@@ -610,13 +598,10 @@ fn metrics_address_in_use_exits_without_leaving_sockets() {
 
 #[test]
 fn status_command_prints_table() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let s = Scene::new();
     std::fs::create_dir(s.dir.path().join("web")).unwrap();
     std::fs::write(s.sock("web"), "occupied").unwrap();
-    let f = Fixture::start(s, &[("ci-runner", T), ("web", T)]);
+    let f = Fixture::start(s, &[("ci-runner", t()), ("web", t())]);
     let out = Command::new(broker_bin())
         .args(["status", "--url", &format!("http://{}", f.addr)])
         .output()
@@ -658,10 +643,7 @@ fn status_command_prints_table() {
 
 #[test]
 fn idle_clients_do_not_stall_metrics() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
-    let f = Fixture::start(Scene::new(), &[("a", T)]);
+    let f = Fixture::start(Scene::new(), &[("a", t())]);
     // 100 clients that connect and never send a byte.
     let mut idle: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(&f.addr).expect("connect an idle client"))
@@ -732,15 +714,12 @@ fn names_in_rules() -> Vec<String> {
 
 #[test]
 fn alert_rules_only_use_exported_metric_names() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let used = names_in_rules();
     assert!(
         used.len() >= 3,
         "the rules should use sockbroker metrics: {used:?}"
     );
-    let f = Fixture::start(Scene::new(), &[("a", T)]);
+    let f = Fixture::start(Scene::new(), &[("a", t())]);
     echo_once(&f.s.sock("a"), 10, 1);
     let text = f.wait_metrics(
         "a connection to be counted",
@@ -859,12 +838,10 @@ impl Drop for Prometheus {
 
 #[test]
 fn real_prometheus_scrapes_the_broker() {
-    if skip_unless_root("tenant sockets are chowned")
-        || !have("prometheus", "--version", "apt-get install prometheus")
-    {
+    if !have("prometheus", "--version", "apt-get install prometheus") {
         return;
     }
-    let f = Fixture::start(Scene::new(), &[("a", T)]);
+    let f = Fixture::start(Scene::new(), &[("a", t())]);
     let mut p = Prometheus::start(&f.addr);
     // up{job="sockbroker"} == 1: Prometheus scraped and parsed /metrics.
     p.wait_value("up%7Bjob%3D%22sockbroker%22%7D", "1");

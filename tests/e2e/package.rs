@@ -30,22 +30,6 @@ fn sh(script: &str) -> Command {
     c
 }
 
-/// Serializes package tests across worktrees and runs: the package is
-/// installed system-wide.
-fn lock_package_tests() -> nix::fcntl::Flock<std::fs::File> {
-    use nix::fcntl::{Flock, FlockArg};
-    let path = Path::new("/run/lock/sockbroker-package-test.lock");
-    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((file, _)) => {
-            eprintln!("another run holds {}; waiting", path.display());
-            Flock::lock(file, FlockArg::LockExclusive)
-                .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", path.display()))
-        }
-    }
-}
-
 fn apt(args: &[&str]) -> Command {
     let mut c = Command::new("apt-get");
     c.args(["-y", "-q", "--no-install-recommends"])
@@ -56,14 +40,17 @@ fn apt(args: &[&str]) -> Command {
 
 fn installed() -> bool {
     let o = run(
-        {
-            let mut c = Command::new("dpkg-query");
-            c.args(["-W", "-f", "${Status}", "sockbroker"]);
-            c
-        },
+        cmd("dpkg-query", &["-W", "-f", "${Status}", "sockbroker"]),
         DEADLINE,
     );
     String::from_utf8_lossy(&o.stdout).contains("ok installed")
+}
+
+/// The Debian architecture of this machine (amd64, arm64, …).
+fn arch() -> String {
+    ok(cmd("dpkg", &["--print-architecture"]), DEADLINE)
+        .trim()
+        .to_string()
 }
 
 /// Build the package with the installed cargo-deb; return its path.
@@ -72,18 +59,10 @@ fn build_package() -> PathBuf {
     c.current_dir(workspace())
         .args(["deb", "-p", "sockbroker", "--", "--locked"]);
     ok(c, Duration::from_secs(3600));
-    let arch = ok(
-        {
-            let mut c = Command::new("dpkg");
-            c.arg("--print-architecture");
-            c
-        },
-        DEADLINE,
-    );
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
-    let deb = target.join(format!("debian/sockbroker_{VERSION}-1_{}.deb", arch.trim()));
+    let deb = target.join(format!("debian/sockbroker_{VERSION}-1_{}.deb", arch()));
     assert!(deb.exists(), "{} was not written", deb.display());
     deb
 }
@@ -111,7 +90,8 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
     {
         return;
     }
-    let _lock = lock_package_tests();
+    // Installed system-wide: runs from several checkouts take turns.
+    let _lock = lock_file(Path::new("/run/lock/sockbroker-package-test.lock"));
     let deb = build_package();
 
     // lintian: no error; every warning is one docs/packaging.md explains.
@@ -140,31 +120,23 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
     let cleanup = Purge;
 
     // The binary.
-    let v = ok(
-        {
-            let mut c = Command::new("/usr/bin/sockbroker");
-            c.arg("--version");
-            c
-        },
-        DEADLINE,
-    );
+    let v = ok(cmd("/usr/bin/sockbroker", &["--version"]), DEADLINE);
     assert!(v.starts_with(&format!("sockbroker {VERSION} (git ")), "{v}");
 
-    // Man pages: sockbroker(8) and one per subcommand, found by man.
-    for page in [
-        "sockbroker",
-        "sockbroker-run",
-        "sockbroker-check",
-        "sockbroker-status",
-    ] {
-        let path = ok(
-            {
-                let mut c = Command::new("man");
-                c.args(["-w", "8", page]);
-                c
-            },
-            DEADLINE,
-        );
+    // Man pages: sockbroker(8) and one per subcommand (as --help lists them), found by man.
+    let help = ok(cmd("/usr/bin/sockbroker", &["--help"]), DEADLINE);
+    let subcommands: Vec<String> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Commands: in --help:\n{help}"))
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| format!("sockbroker-{}", l.split_whitespace().next().unwrap()))
+        .collect();
+    assert!(subcommands.len() >= 3, "{subcommands:?}");
+    for page in std::iter::once("sockbroker".to_string()).chain(subcommands) {
+        let page = page.as_str();
+        let path = ok(cmd("man", &["-w", "8", page]), DEADLINE);
         assert_eq!(path.trim(), format!("/usr/share/man/man8/{page}.8.gz"));
         let page_text = ok(
             sh(&format!("zcat /usr/share/man/man8/{page}.8.gz")),
@@ -192,11 +164,7 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
 
     // The conffile: registered as one, valid as shipped (zero tenants).
     let conffiles = ok(
-        {
-            let mut c = Command::new("dpkg-query");
-            c.args(["-W", "-f", "${Conffiles}", "sockbroker"]);
-            c
-        },
+        cmd("dpkg-query", &["-W", "-f", "${Conffiles}", "sockbroker"]),
         DEADLINE,
     );
     assert!(
@@ -217,14 +185,7 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
     );
 
     // The user from sysusers.d, and the unit: verified, enabled.
-    let pw = ok(
-        {
-            let mut c = Command::new("getent");
-            c.args(["passwd", "sockbroker"]);
-            c
-        },
-        DEADLINE,
-    );
+    let pw = ok(cmd("getent", &["passwd", "sockbroker"]), DEADLINE);
     assert!(pw.trim_end().ends_with(":/usr/sbin/nologin"), "{pw}");
     let unit = "/usr/lib/systemd/system/sockbroker.service";
     let mut c = Command::new("systemd-analyze");
@@ -257,6 +218,38 @@ fn debian_package_installs_reinstalls_keeping_the_config_and_purges() {
         edited,
         "a reinstall must keep the edited config"
     );
+
+    // Upgrade to a newer package version (the same build, repackaged as
+    // revision 2): the maintainer scripts' upgrade path, the edit stays.
+    let newer = deb.with_file_name("upgrade");
+    let mut c = cmd(
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        &["deb", "-p", "sockbroker", "--no-build", "--no-dbgsym"],
+    );
+    c.current_dir(workspace())
+        .arg("--deb-version")
+        .arg(format!("{VERSION}-2"))
+        .arg("-o")
+        .arg(&newer);
+    ok(c, Duration::from_secs(600));
+    let newer_deb = std::fs::read_dir(&newer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with(&format!("_{VERSION}-2_{}.deb", arch()))
+        })
+        .unwrap_or_else(|| panic!("no {VERSION}-2 package in {}", newer.display()));
+    ok(
+        apt(&["install", newer_deb.to_str().unwrap()]),
+        Duration::from_secs(300),
+    );
+    let v = ok(
+        cmd("dpkg-query", &["-W", "-f", "${Version}", "sockbroker"]),
+        DEADLINE,
+    );
+    assert_eq!(v, format!("{VERSION}-2"));
+    assert_eq!(read(conf), edited, "an upgrade must keep the edited config");
 
     // Purge: the package's files go; the operator's stay.
     let notes = Path::new("/etc/sockbroker/operator-notes.txt");

@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use sockbroker_e2e::*;
 
-/// Tenant sockets the test (root) can use.
-const OWNER: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
+/// The tenants' owner: this test's own uid and gid (no root needed).
+fn owner() -> &'static str {
+    own_owner()
+}
 
 // ------------------------------------------------------------------ fake engine
 
@@ -430,7 +432,7 @@ impl Fixture {
         let config = dir.path().join("sockbroker.yaml");
         let tenants: Vec<(&str, String)> = tenants
             .iter()
-            .map(|(n, extra)| (*n, format!("{OWNER}\n{extra}")))
+            .map(|(n, extra)| (*n, format!("{}\n{extra}", owner())))
             .collect();
         let refs: Vec<(&str, &str)> = tenants.iter().map(|(n, e)| (*n, e.as_str())).collect();
         let (b, addr) = start_with_metrics(
@@ -460,7 +462,7 @@ impl Fixture {
         let before = self.metric(series).unwrap_or(0.0);
         let tenants: Vec<(&str, String)> = tenants
             .iter()
-            .map(|(n, extra)| (*n, format!("{OWNER}\n{extra}")))
+            .map(|(n, extra)| (*n, format!("{}\n{extra}", owner())))
             .collect();
         let refs: Vec<(&str, &str)> = tenants.iter().map(|(n, e)| (*n, e.as_str())).collect();
         write_config(
@@ -497,9 +499,6 @@ impl Fixture {
 
 #[test]
 fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only"), ("plain", "")]);
     // A policy tenant's request counters exist from 0 before any request; a
     // tenant without a policy has none.
@@ -556,10 +555,11 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
         .lines()
         .find(|l| l.contains("\"verdict\":\"denied\"") && l.contains("/containers/create"))
         .unwrap_or_else(|| panic!("no audit line for the denied create:\n{logs}"));
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     for field in [
         "\"tenant\":\"ro\"",
-        "\"uid\":0",
-        "\"gid\":0",
+        &format!("\"uid\":{uid},"),
+        &format!("\"gid\":{gid},"),
         "\"pid\":",
         "\"method\":\"POST\"",
         "\"path\":\"/containers/create\"",
@@ -572,9 +572,6 @@ fn read_only_allows_reads_denies_writes_on_one_keep_alive_connection() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[(
         "rules",
         "access:\n  allow: [\"GET,HEAD /**\", \"POST /echo\"]\n  deny: [\"GET /secrets/**\"]",
@@ -637,9 +634,6 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn userns_safe_inspects_bodies() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[(
         "ci",
         "access: {preset: userns-safe, bind_allow: [/srv/data]}",
@@ -722,9 +716,6 @@ fn userns_safe_inspects_bodies() {
 
 #[test]
 fn oversized_inspected_body_is_413() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ci", "access: userns-safe")]);
     let mut c = f.client("ci");
     let big = 2 * 1024 * 1024;
@@ -763,9 +754,6 @@ fn oversized_inspected_body_is_413() {
 
 #[test]
 fn large_bodies_stream_through() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("audit", "access: {preset: full}")]);
     let mut c = f.client("audit");
     let data = payload(5 * 1024 * 1024, 7);
@@ -806,9 +794,6 @@ fn large_bodies_stream_through() {
 
 #[test]
 fn client_eof_ends_an_endless_stream() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only")]);
     let mut c = f.client("ro");
     c.send(
@@ -839,9 +824,6 @@ fn client_eof_ends_an_endless_stream() {
 
 #[test]
 fn upgrade_switches_to_raw_relay() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ci", "access: userns-safe")]);
     let mut c = f.client("ci");
     c.send(b"POST /v1.41/containers/x/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n");
@@ -884,9 +866,6 @@ fn upgrade_switches_to_raw_relay() {
 
 #[test]
 fn connection_close_is_honoured() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only")]);
     let mut c = f.client("ro");
     let r = c.call(&get("/containers/close/json"));
@@ -917,9 +896,6 @@ fn connection_close_is_honoured() {
 
 #[test]
 fn unreachable_upstream_is_502() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[(
         "down",
         "access: read-only\nupstream: /nonexistent/docker.sock",
@@ -944,9 +920,6 @@ fn unreachable_upstream_is_502() {
 
 #[test]
 fn malformed_requests_are_refused() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("audit", "access: {preset: full}")]);
     for bad in [
         "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -975,9 +948,6 @@ fn malformed_requests_are_refused() {
 
 #[test]
 fn http2_preface_passes_only_when_everything_is_allowed() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[
         ("audit", "access: {preset: full}"),
         ("ro", "access: read-only"),
@@ -1008,9 +978,6 @@ fn http2_preface_passes_only_when_everything_is_allowed() {
 /// inspected one likewise.
 #[test]
 fn requests_with_unreadable_bodies_are_audited_and_counted() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only"), ("safe", "access: userns-safe")]);
     let broken = "Host: docker\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
     let r = f
@@ -1033,9 +1000,6 @@ fn requests_with_unreadable_bodies_are_audited_and_counted() {
 /// client gets 429 with the reason.
 #[test]
 fn request_timeout_is_408_and_over_the_limit_is_429() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[(
         "ro",
         "access: read-only\nrequest_timeout: 300ms\nmax_connections: 1",
@@ -1074,9 +1038,6 @@ fn request_timeout_is_408_and_over_the_limit_is_429() {
 /// tenant that moved from `full` to a policy is closed.
 #[test]
 fn a_reload_reaches_open_connections() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[("ro", "access: read-only"), ("was-full", "access: full")]);
     let mut ro = f.client("ro");
     assert_eq!(ro.call(&get("/containers/json")).status, 200);
@@ -1105,9 +1066,6 @@ fn a_reload_reaches_open_connections() {
 /// what reaches the engine is exactly what the policy checked, or nothing.
 #[test]
 fn hostile_framing_never_reaches_the_engine() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[
         ("ro", "access: read-only"),
         (
@@ -1183,9 +1141,6 @@ fn hostile_framing_never_reaches_the_engine() {
 /// own API is refused by userns-safe; an old-API start body is checked.
 #[test]
 fn every_route_spelling_meets_the_policy() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let f = Fixture::start(&[
         ("ro", "access: read-only"),
         (
@@ -1413,9 +1368,6 @@ fn echoes(answer: &[u8]) -> (Vec<Echoed>, Vec<String>) {
 /// refuses one, and never a complete request the broker did not accept.
 #[test]
 fn a_go_engine_reads_what_the_broker_accepted() {
-    if skip_unless_root("tenant sockets are chowned") {
-        return;
-    }
     let godir = scratch();
     let (_go, go_sock) = go_echo_server(godir.path());
     let f = Fixture::start(&[(

@@ -9,7 +9,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use sockbroker_e2e::*;
 
-const T: &str = "uid: 0\ngid: 0\nmode: \"0600\"";
+/// The usual tenant owner: this test's own uid and gid (no root needed).
+fn t() -> &'static str {
+    own_owner()
+}
 
 #[test]
 fn add_then_remove_with_drain() {
@@ -17,12 +20,15 @@ fn add_then_remove_with_drain() {
         return;
     }
     let s = Scene::new();
-    let b = s.start(&[("a", T)], &[]);
+    let b = s.start(&[("a", t())], &[]);
     wait_socket(&s.sock("a"));
     let a_ino = socket_meta(&s.sock("a")).3;
     let mut a_conn = echo_conn(&s.sock("a"), b"a-before");
 
-    s.write(&[("a", T), ("b", "uid: 231072\ngid: 231073\nmode: \"0640\"")]);
+    s.write(&[
+        ("a", t()),
+        ("b", "uid: 231072\ngid: 231073\nmode: \"0640\""),
+    ]);
     wait_socket(&s.sock("b"));
     let (uid, gid, mode, _) = socket_meta(&s.sock("b"));
     assert_eq!((uid, gid, mode), (231072, 231073, 0o640));
@@ -36,7 +42,7 @@ fn add_then_remove_with_drain() {
     let mut b_conn = echo_conn(&s.sock("b"), b"b-open");
     // Remove b (drain_timeout 2s from the defaults): socket gone at once,
     // the open connection keeps working, then is closed at the deadline.
-    s.write(&[("a", T)]);
+    s.write(&[("a", t())]);
     wait_gone(&s.sock("b"));
     echo_again(&mut b_conn, b"b-during-drain");
     wait_until(
@@ -54,7 +60,7 @@ fn owner_and_mode_change_in_place() {
         return;
     }
     let s = Scene::new();
-    let _b = s.start(&[("a", T)], &[]);
+    let _b = s.start(&[("a", t())], &[]);
     wait_socket(&s.sock("a"));
     let (_, _, _, ino) = socket_meta(&s.sock("a"));
     let mut c = echo_conn(&s.sock("a"), b"x");
@@ -67,13 +73,10 @@ fn owner_and_mode_change_in_place() {
 
 #[test]
 fn upstream_change_applies_to_new_connections_only() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
     let old = Upstream::start(&s.dir.path().join("old.sock"), Some("OLD:"));
     let new = Upstream::start(&s.dir.path().join("new.sock"), Some("NEW:"));
-    let with = |u: &Path| format!("{T}\nupstream: {}", u.display());
+    let with = |u: &Path| format!("{}\nupstream: {}", t(), u.display());
     let _b = s.start(&[("a", &with(&old.path))], &[]);
     wait_socket(&s.sock("a"));
     let mut c1 = echo_conn(&s.sock("a"), b"");
@@ -95,15 +98,12 @@ fn upstream_change_applies_to_new_connections_only() {
 
 #[test]
 fn listen_path_moves() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
-    let b = s.start(&[("a", T)], &[]);
+    let b = s.start(&[("a", t())], &[]);
     wait_socket(&s.sock("a"));
     let mut c = echo_conn(&s.sock("a"), b"before move");
     let moved = s.dir.path().join("elsewhere/a.sock");
-    let text = s.yaml(&[("a", T)]).replace(
+    let text = s.yaml(&[("a", t())]).replace(
         &s.sock("a").display().to_string(),
         &moved.display().to_string(),
     );
@@ -118,12 +118,12 @@ fn listen_path_moves() {
 
 fn check_save_style(save: impl Fn(&Scene, &str)) {
     let s = Scene::new();
-    let b = s.start(&[("a", T)], &[]);
+    let b = s.start(&[("a", t())], &[]);
     wait_socket(&s.sock("a"));
     let ino = socket_meta(&s.sock("a")).3;
-    save(&s, &s.yaml(&[("a", T), ("b", T)]));
+    save(&s, &s.yaml(&[("a", t()), ("b", t())]));
     wait_socket(&s.sock("b"));
-    save(&s, &s.yaml(&[("a", T), ("c", T)]));
+    save(&s, &s.yaml(&[("a", t()), ("c", t())]));
     wait_socket(&s.sock("c"));
     wait_gone(&s.sock("b"));
     assert_eq!(socket_meta(&s.sock("a")).3, ino);
@@ -132,27 +132,18 @@ fn check_save_style(save: impl Fn(&Scene, &str)) {
 
 #[test]
 fn save_in_place() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     check_save_style(|s, text| std::fs::write(s.config(), text).unwrap());
 }
 
 #[test]
 fn save_by_rename() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     check_save_style(|s, text| write_config(&s.config(), text));
 }
 
 #[test]
 fn save_by_sed_in_place() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
-    let _b = s.start(&[("a", T)], &[]);
+    let _b = s.start(&[("a", t())], &[]);
     wait_socket(&s.sock("a"));
     let ino = socket_meta(&s.sock("a")).3;
     let st = Command::new("sed")
@@ -169,9 +160,6 @@ fn save_by_sed_in_place() {
 
 #[test]
 fn save_by_delete_then_recreate() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     check_save_style(|s, text| {
         std::fs::remove_file(s.config()).unwrap();
         std::thread::sleep(Duration::from_millis(5));
@@ -181,9 +169,6 @@ fn save_by_delete_then_recreate() {
 
 #[test]
 fn kubernetes_configmap_symlink_swap() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
     let cm = s.dir.path().join("cm");
     std::fs::create_dir(&cm).unwrap();
@@ -199,27 +184,24 @@ fn kubernetes_configmap_symlink_swap() {
             std::fs::remove_dir_all(cm.join(old)).unwrap();
         }
     };
-    publish(1, &s.yaml(&[("a", T)]));
+    publish(1, &s.yaml(&[("a", t())]));
     symlink("..data/sockbroker.yaml", cm.join("sockbroker.yaml")).unwrap();
     let _b = Broker::start(&cm.join("sockbroker.yaml"), &[], &[]);
     wait_socket(&s.sock("a"));
-    publish(2, &s.yaml(&[("a", T), ("b", T)]));
+    publish(2, &s.yaml(&[("a", t()), ("b", t())]));
     wait_socket(&s.sock("b"));
-    publish(3, &s.yaml(&[("b", T)]));
+    publish(3, &s.yaml(&[("b", t())]));
     wait_gone(&s.sock("a"));
 }
 
 #[test]
 fn burst_of_fifty_edits_converges_to_the_last() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
-    let b = s.start(&[("a", T)], &[]);
+    let b = s.start(&[("a", t())], &[]);
     wait_socket(&s.sock("a"));
     for i in 0..50 {
         let name = format!("t{i}");
-        s.write(&[("a", T), (&name, T)]);
+        s.write(&[("a", t()), (&name, t())]);
     }
     wait_socket(&s.sock("t49"));
     b.wait_log("configuration reloaded");
@@ -231,11 +213,8 @@ fn burst_of_fifty_edits_converges_to_the_last() {
 
 #[test]
 fn invalid_edit_changes_nothing_and_a_later_valid_edit_applies() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
-    let b = s.start(&[("a", T)], &[]);
+    let b = s.start(&[("a", t())], &[]);
     wait_socket(&s.sock("a"));
     let ino = socket_meta(&s.sock("a")).3;
     let mut c = echo_conn(&s.sock("a"), b"x");
@@ -244,7 +223,7 @@ fn invalid_edit_changes_nothing_and_a_later_valid_edit_applies() {
         Box::new(|| write_config(&s.config(), "tenants: [unclosed\n")),
         Box::new(|| write_config(&s.config(), &s.yaml(&[("a", "uid: 0\ngid: 0\nmode: 660")]))),
         Box::new(|| {
-            let full = s.yaml(&[("a", T), ("b", T)]);
+            let full = s.yaml(&[("a", t()), ("b", t())]);
             std::fs::write(s.config(), &full[..full.len() - 12]).unwrap()
         }),
         Box::new(|| std::fs::remove_file(s.config()).unwrap()),
@@ -260,48 +239,39 @@ fn invalid_edit_changes_nothing_and_a_later_valid_edit_applies() {
         }
     }
     b.wait_log("reload rejected");
-    s.write(&[("a", T), ("b", T)]);
+    s.write(&[("a", t()), ("b", t())]);
     wait_socket(&s.sock("b"));
     assert_eq!(socket_meta(&s.sock("a")).3, ino);
 }
 
 #[test]
 fn sighup_reloads_with_watching_off() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
-    let b = s.start(&[("a", T)], &["--watch", "off"]);
+    let b = s.start(&[("a", t())], &["--watch", "off"]);
     wait_socket(&s.sock("a"));
-    s.write(&[("a", T), ("b", T)]);
+    s.write(&[("a", t()), ("b", t())]);
     b.signal(Signal::SIGHUP);
     wait_socket(&s.sock("b"));
 }
 
 #[test]
 fn poll_watch_mode_follows_edits() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
     let _b = s.start(
-        &[("a", T)],
+        &[("a", t())],
         &["--watch", "poll", "--poll-interval", "200ms"],
     );
     wait_socket(&s.sock("a"));
-    s.write(&[("a", T), ("b", T)]);
+    s.write(&[("a", t()), ("b", t())]);
     wait_socket(&s.sock("b"));
 }
 
 #[test]
 fn tenant_blocked_by_a_file_comes_up_once_it_is_removed() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
     std::fs::create_dir_all(s.dir.path().join("a")).unwrap();
     std::fs::write(s.sock("a"), b"squatter").unwrap();
-    let b = s.start(&[("a", T), ("ok", T)], &[]);
+    let b = s.start(&[("a", t()), ("ok", t())], &[]);
     wait_socket(&s.sock("ok"));
     b.wait_log("regular file");
     // The obstacle changes (atomically, by rename): the reported reason follows it.
@@ -315,19 +285,16 @@ fn tenant_blocked_by_a_file_comes_up_once_it_is_removed() {
 
 #[test]
 fn thousand_tenants_adding_one_touches_no_other() {
-    if skip_unless_root("socket ownership") {
-        return;
-    }
     let s = Scene::new();
     let names: Vec<String> = (0..1000).map(|i| format!("t{i:04}")).collect();
-    let mut tenants: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), T)).collect();
+    let mut tenants: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), t())).collect();
     let b = s.start(&tenants, &[]);
     b.wait_log("sockbroker started");
     for n in &names {
         wait_socket(&s.sock(n));
     }
     let inodes: Vec<u64> = names.iter().map(|n| socket_meta(&s.sock(n)).3).collect();
-    tenants.push(("extra", T));
+    tenants.push(("extra", t()));
     s.write(&tenants);
     wait_socket(&s.sock("extra"));
     b.wait_log("added=1 changed=0 removed=0");

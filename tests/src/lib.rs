@@ -117,6 +117,13 @@ pub fn have(prog: &str, arg: &str, install: &str) -> bool {
     ok
 }
 
+/// `prog args…` as a [`Command`], to hand to [`run_cmd`] / [`run_ok`].
+pub fn cmd(prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+    let mut c = Command::new(prog);
+    c.args(args);
+    c
+}
+
 /// A command's stdout followed by its stderr, for failure messages.
 pub fn output_text(o: &Output) -> String {
     format!(
@@ -146,6 +153,25 @@ pub fn run_ok(cmd: Command, deadline: Duration) -> String {
         output_text(&o)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Tenant YAML lines giving its socket to this process's own uid and gid, mode
+/// 0600: a test that needs no other owner runs without root.
+pub fn own_owner() -> &'static str {
+    static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    S.get_or_init(|| format!("{}\nmode: \"0600\"", own_ids()))
+}
+
+/// `uid: UID\ngid: GID` for this process (see [`own_owner`]).
+pub fn own_ids() -> &'static str {
+    static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        format!(
+            "uid: {}\ngid: {}",
+            nix::unistd::geteuid(),
+            nix::unistd::getegid()
+        )
+    })
 }
 
 /// True when running as root (needed for other uids and user namespaces).
@@ -717,9 +743,15 @@ pub fn docker_root() -> PathBuf {
 /// Take the exclusive lock that serializes test runs using the Docker engines
 /// (`$SB_DOCKER_ROOT/.lock`), waiting for another run if needed.
 pub fn lock_docker_root() -> nix::fcntl::Flock<std::fs::File> {
+    lock_file(&docker_root().join(".lock"))
+}
+
+/// An exclusive `flock` on `path` (created if missing), waiting for whoever
+/// holds it: serializes test runs from several checkouts that share something
+/// machine-wide (Docker engines, an installed package).
+pub fn lock_file(path: &Path) -> nix::fcntl::Flock<std::fs::File> {
     use nix::fcntl::{Flock, FlockArg};
-    let path = docker_root().join(".lock");
-    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => l,
         Err((file, _)) => {
@@ -731,7 +763,7 @@ pub fn lock_docker_root() -> nix::fcntl::Flock<std::fs::File> {
 }
 
 /// One network-less Docker engine from tests/docker/setup.sh (`engine N USER`),
-/// held under the same lock file as tests/e2e/docker.rs
+/// held under the lock file that serializes every run using the engines
 /// (`$SB_DOCKER_ROOT/.lock`), stopped with `teardown.sh N` on drop (unless
 /// `SB_DOCKER_KEEP` is set).
 pub struct DockerEngine {
@@ -739,40 +771,55 @@ pub struct DockerEngine {
     pub n: usize,
     /// Its API socket.
     pub sock: PathBuf,
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    /// Shared by engines started together; released with the last of them.
+    _lock: Arc<nix::fcntl::Flock<std::fs::File>>,
+}
+
+/// Engine `n`'s API socket under `$SB_DOCKER_ROOT` (root:docker 0660).
+pub fn engine_sock(n: usize) -> PathBuf {
+    docker_root().join(format!("docker-{n}/docker.sock"))
 }
 
 impl DockerEngine {
     /// Take the lock (waiting for other runs), then start engine `n` remapped to
     /// `remap_user` (dockremap or sbtenant2). Err with setup.sh's output on failure.
     pub fn start(n: usize, remap_user: &str) -> Result<DockerEngine, String> {
+        Ok(Self::start_all(&[(n, remap_user)])?.remove(0))
+    }
+
+    /// [`DockerEngine::start`] for several engines under one hold of the lock.
+    pub fn start_all(engines: &[(usize, &str)]) -> Result<Vec<DockerEngine>, String> {
         let root = docker_root();
         std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| format!("{}: {e}", root.display()))?;
-        let lock = lock_docker_root();
-        let mut c = Command::new("bash");
-        c.arg(workspace().join("tests/docker/setup.sh"))
-            .args(["engine", &n.to_string(), remap_user])
-            .env("SB_DOCKER_ROOT", &root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = c.spawn().map_err(|e| format!("spawn setup.sh: {e}"))?;
-        let engine = DockerEngine {
-            n,
-            sock: root.join(format!("docker-{n}/docker.sock")),
-            _lock: lock,
-        };
-        let o = wait_output(child, Duration::from_secs(300));
-        if !o.status.success() {
-            return Err(format!(
-                "tests/docker/setup.sh engine {n} {remap_user} failed:\n{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ));
+        let lock = Arc::new(lock_docker_root());
+        let mut started = Vec::new();
+        for &(n, remap_user) in engines {
+            let mut c = Command::new("bash");
+            c.arg(workspace().join("tests/docker/setup.sh"))
+                .args(["engine", &n.to_string(), remap_user])
+                .env("SB_DOCKER_ROOT", &root)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let child = c.spawn().map_err(|e| format!("spawn setup.sh: {e}"))?;
+            // Pushed first: a half-started engine is torn down too.
+            started.push(DockerEngine {
+                n,
+                sock: engine_sock(n),
+                _lock: lock.clone(),
+            });
+            // A bare machine first installs packages (apt-get update + install).
+            let o = wait_output(child, Duration::from_secs(300));
+            if !o.status.success() {
+                return Err(format!(
+                    "tests/docker/setup.sh engine {n} {remap_user} failed:\n{}",
+                    output_text(&o)
+                ));
+            }
         }
-        Ok(engine)
+        Ok(started)
     }
 
     /// The host's docker CLI against this engine.

@@ -14,7 +14,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +21,7 @@ use crate::config::MetricsListen;
 use crate::metrics::Metrics;
 use crate::supervisor::Registry;
 use crate::tenant::TenantState;
+use crate::tenants_api::TenantStatus;
 
 /// Concurrent HTTP connections served at most; more wait for a slot.
 const MAX_CONNECTIONS: usize = 64;
@@ -90,36 +90,6 @@ struct State {
     metrics: Metrics,
     /// Tenants and their up/down state.
     registry: Registry,
-}
-
-/// One tenant as `/tenants` reports it.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct TenantStatus {
-    /// Tenant name.
-    pub name: String,
-    /// Listening socket path.
-    pub listen: String,
-    /// Socket owner uid.
-    pub uid: u32,
-    /// Socket owner gid.
-    pub gid: u32,
-    /// How the owner was given (ids, or the userns it came from).
-    pub owner: String,
-    /// Socket mode, octal string.
-    pub mode: String,
-    /// Upstream socket path.
-    pub upstream: String,
-    /// "up" or "down".
-    pub state: String,
-    /// Why it is down (absent when up).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<String>,
-    /// Connections open right now.
-    pub active_connections: usize,
-    /// Whether the upstream answered the last connection or probe: "up",
-    /// "down" (refused or missing: is the engine running?) or "unknown".
-    #[serde(default)]
-    pub upstream_state: String,
 }
 
 /// Snapshot of every tenant, sorted by name.

@@ -38,5 +38,7 @@ pub mod socket;
 pub mod status;
 pub mod supervisor;
 pub mod tenant;
+pub mod tenants_api;
+pub mod text_table;
 pub mod upstream;
 pub mod watch;

@@ -6,7 +6,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
-use crate::http::TenantStatus;
+use crate::tenants_api::TenantStatus;
 
 /// Where to reach the broker.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,46 +46,26 @@ where
 
 /// Render statuses as an aligned table.
 pub fn format_table(tenants: &[TenantStatus]) -> String {
-    let mut rows = vec![[
-        "TENANT".to_string(),
-        "STATE".into(),
-        "LISTEN".into(),
-        "OWNER".into(),
-        "MODE".into(),
-        "CONNS".into(),
-        "REASON".into(),
-    ]];
-    for t in tenants {
-        rows.push([
-            t.name.clone(),
-            t.state.clone(),
-            t.listen.clone(),
-            t.owner.clone(),
-            t.mode.clone(),
-            t.active_connections.to_string(),
-            t.reason.clone().unwrap_or_default(),
-        ]);
-    }
-    let mut widths = [0usize; 7];
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let mut line = String::new();
-        for (i, (w, c)) in widths.iter().zip(r.iter()).enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    let rows: Vec<[String; 7]> = tenants
+        .iter()
+        .map(|t| {
+            [
+                t.name.clone(),
+                t.state.clone(),
+                t.listen.clone(),
+                t.owner.clone(),
+                t.mode.clone(),
+                t.active_connections.to_string(),
+                t.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    crate::text_table::render(
+        [
+            "TENANT", "STATE", "LISTEN", "OWNER", "MODE", "CONNS", "REASON",
+        ],
+        &rows,
+    )
 }
 
 /// Run the `status` command.

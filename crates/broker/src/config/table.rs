@@ -12,7 +12,6 @@ use super::Config;
 ///
 /// Every line ends with a newline; with no tenants only the header is printed.
 pub fn format_table(config: &Config) -> String {
-    let header = ["TENANT", "LISTEN", "OWNER", "MODE", "UPSTREAM", "ACCESS"];
     let rows: Vec<[String; 6]> = config
         .tenants
         .values()
@@ -27,33 +26,10 @@ pub fn format_table(config: &Config) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                l.push_str(cell);
-                let pad = widths[i] - cell.chars().count() + 2;
-                l.push_str(&" ".repeat(pad));
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&header);
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&cells);
-    }
-    out
+    crate::text_table::render(
+        ["TENANT", "LISTEN", "OWNER", "MODE", "UPSTREAM", "ACCESS"],
+        &rows,
+    )
 }
 
 #[cfg(test)]

@@ -9,9 +9,7 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::{IdRange, MetricsListen};
-
-/// The longest socket path `sockaddr_un.sun_path` can hold (108 bytes with the NUL).
-pub(crate) const SUN_PATH_MAX: usize = 107;
+use crate::socket::SUN_PATH_MAX;
 
 /// The largest id `chown(2)` accepts as an id: `(uid_t)-1` means "no change".
 pub(crate) const MAX_ID: u32 = u32::MAX - 1;
