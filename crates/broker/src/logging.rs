@@ -59,7 +59,6 @@ static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
 pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(QUEUE_LINES)
@@ -71,7 +70,9 @@ pub fn init(format: LogFormat) {
     let b = tracing_subscriber::fmt()
         .with_timer(Timestamp)
         .with_env_filter(filter)
-        .with_ansi(ansi)
+        // Plain text even on a terminal: tracing-subscriber is built without
+        // its `ansi` feature (docs/decisions.md "Logging").
+        .with_ansi(false)
         .with_writer(writer);
     match format {
         LogFormat::Text => b.init(),
