@@ -29,7 +29,7 @@ use crate::groups::{idle_group, relay_groups, reload_group, tenants_group};
 use crate::opts::Opts;
 use crate::policy::{haproxy_version, policy_group};
 use crate::procs::{kill_all_registered, raise_nofile};
-use crate::report::{fs_label, machine, socat_version, targets_summary};
+use crate::report::{fs_label, loadavg, machine, socat_version, targets_summary};
 use crate::table::{policy_summary, print_policy_table, print_table, Row};
 use crate::target::{second_target, start_broker, COL2};
 use crate::upstream::{start_http_upstream, start_upstream};
@@ -50,7 +50,7 @@ fn main() {
     let budget = if opts.quick {
         Duration::from_secs(300)
     } else {
-        Duration::from_secs(900)
+        Duration::from_secs(1200)
     };
     // Watchdog: the run stops by itself whatever happens.
     std::thread::spawn(move || {
@@ -82,6 +82,7 @@ fn main() {
     let dir = scratch.path().to_owned();
     let up = start_upstream(&rt, &dir.join("upstream.sock"));
     let t_start = Instant::now();
+    let load_start = loadavg();
     let cmdline: Vec<String> = std::env::args().collect();
     eprintln!("sockbroker-bench: {}", machine());
     eprintln!(
@@ -151,6 +152,11 @@ fn main() {
     );
     let _ = writeln!(report, "command: {}", cmdline.join(" "));
     let _ = writeln!(report, "machine: {}", machine());
+    let _ = writeln!(
+        report,
+        "load average (1/5/15 min): {load_start} at the start, {} at the end",
+        loadavg()
+    );
     let _ = writeln!(report, "socat: {}", socat_version(&opts));
     if let Some(v) = opts
         .haproxy

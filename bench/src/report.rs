@@ -58,6 +58,15 @@ pub(crate) fn socat_version(opts: &Opts) -> String {
         .unwrap_or_else(|| "socat (version unknown)".into())
 }
 
+/// The 1, 5 and 15 minute load averages (/proc/loadavg): how busy the
+/// machine was, which the rates depend on.
+pub(crate) fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// One target's verdict line.
 fn verdict(out: &mut String, label: &str, ok: Option<bool>, detail: &str) {
     let v = match ok {

@@ -210,7 +210,6 @@ pub(crate) fn tenant_names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("t{i:05}")).collect()
 }
 
-/// Start the real broker on `config` (no metrics section: the data path only).
 /// The broker's log file for config directory `tdir`: outside that directory,
 /// because the broker watches its config's directory and every log line
 /// written there would wake its watcher.
@@ -221,6 +220,7 @@ pub(crate) fn log_path(tdir: &Path) -> PathBuf {
     logs.join(format!("{name}.log"))
 }
 
+/// Start the real broker on `config` (no metrics section: the data path only).
 pub(crate) fn spawn_broker(opts: &Opts, config: &Path, log: &Path) -> Proc {
     spawn_broker_bin(opts, &opts.broker, config, log)
 }

@@ -1,5 +1,7 @@
 //! `sockbroker-floor-relay`: the least a relay in the data path can do, as a
-//! yardstick for the real broker (`sockbroker-bench --compare` this binary).
+//! yardstick for the real broker: the `floor` column of `sockbroker-bench`'s
+//! round-trip and connection-rate groups (`--floor PATH`, default this binary
+//! next to the bench).
 //!
 //! It answers one question: on this machine, how close to a direct connection
 //! can *any* user-space relay get in the request/response and connection-rate
@@ -11,13 +13,9 @@
 //! kept on the thread that accepted them, and closed without deregistering
 //! (`close(2)` removes them from epoll). It is a measuring stick for small
 //! messages, not a relay to use: a full destination blocks its whole thread,
-//! so use it for the `rr` and `connrate` groups only (the throughput and idle
-//! groups stall on it until the bench's watchdog ends the run):
-//!
-//! ```sh
-//! target/release/sockbroker-bench --only rr,connrate --rounds 7 \
-//!     --compare target/release/sockbroker-floor-relay
-//! ```
+//! so the bench measures it in the `rr` and `connrate` groups only (the
+//! throughput and idle groups would stall on it until the bench's watchdog
+//! ends the run).
 //!
 //! Invoked like the broker (`run --config FILE`), it serves the first tenant of
 //! that config: `listen` → `upstream` (the tenant's, else `defaults.upstream`).
