@@ -1,4 +1,4 @@
-//! End-to-end tests of live reconfiguration (DESIGN.md "Reconciling"), with the
+//! End-to-end tests of live reconfiguration (docs/configuration.md "What an edit does"), with the
 //! real binary: every edit is observed through sockets, inodes and logs.
 
 use std::os::unix::fs::symlink;

@@ -1,5 +1,5 @@
-//! Prometheus metrics (DESIGN.md "Metrics and HTTP endpoints"): names, types and
-//! labels exactly as the design's table lists them.
+//! Prometheus metrics: names, types and labels exactly as docs/metrics.md
+//! "Metrics" lists them.
 //!
 //! Broker-wide metrics are ordinary `prometheus` crate metrics. Per-tenant
 //! numbers are not: the crate keeps a copy of the help text, descriptor and
