@@ -20,9 +20,9 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 
 need=()
-# socat and haproxy: the baseline relay and the policy peer in benchmarks (bench/run.sh).
+# haproxy: the policy-mode peer in benchmarks (bench/run.sh).
 command -v haproxy >/dev/null || need+=(haproxy)
-# socat: also the stale-socket tests' listener. setpriv/unshare: other uids, user namespaces.
+# socat: the baseline relay in benchmarks. setpriv/unshare: other uids, user namespaces.
 command -v socat >/dev/null || need+=(socat)
 command -v setpriv >/dev/null || need+=(util-linux)
 # promtool + prometheus: metrics lint and a real scrape.

@@ -1,6 +1,6 @@
-//! End-to-end tests of the metrics and health endpoints (DESIGN.md "Metrics and
-//! HTTP endpoints"), `sockbroker status`, the alert rules in
-//! deploy/prometheus/, and a real Prometheus scraping the real binary.
+//! End-to-end tests of the metrics and health endpoints (docs/metrics.md),
+//! `sockbroker status`, the alert rules in deploy/prometheus/, and a real
+//! Prometheus scraping the real binary.
 
 use std::io::Read;
 use std::net::TcpStream;

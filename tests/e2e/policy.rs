@@ -1,5 +1,5 @@
-//! End-to-end tests of the access policies (DESIGN.md "Docker API access
-//! policy"): the real broker between raw HTTP/1.1 clients and a fake engine.
+//! End-to-end tests of the access policies (docs/configuration.md "Access
+//! policies"): the real broker between raw HTTP/1.1 clients and a fake engine.
 //!
 //! The fake engine is a small threaded HTTP/1.1 server on a Unix socket
 //! (heads parsed with httparse) that answers like the engine does where it

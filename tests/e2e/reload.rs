@@ -1,5 +1,6 @@
-//! End-to-end tests of live reconfiguration (DESIGN.md "Reconciling"), with the
-//! real binary: every edit is observed through sockets, inodes and logs.
+//! End-to-end tests of live reconfiguration (docs/configuration.md "What an
+//! edit does"), with the real binary: every edit is observed through sockets,
+//! inodes and logs.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;

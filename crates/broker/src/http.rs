@@ -283,6 +283,7 @@ accept_impl!(tokio::net::UnixListener, tokio::net::UnixStream);
 async fn accept_loop<L: Accept>(listener: L, state: State, stop: CancellationToken) {
     let serving = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let open = Arc::new(Semaphore::new(MAX_OPEN));
+    let mut backoff = crate::backoff::ACCEPT_BACKOFF;
     loop {
         let open_permit = tokio::select! {
             _ = stop.cancelled() => return,
@@ -297,6 +298,7 @@ async fn accept_loop<L: Accept>(listener: L, state: State, stop: CancellationTok
         };
         match accepted {
             Ok(io) => {
+                backoff.reset();
                 let (st, stop2, serving) = (state.clone(), stop.clone(), serving.clone());
                 tokio::spawn(async move {
                     let _open = open_permit;
@@ -318,7 +320,10 @@ async fn accept_loop<L: Accept>(listener: L, state: State, stop: CancellationTok
                 });
             }
             // Out of descriptors or similar: back off rather than spin.
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_pause()) => {}
+            },
         }
     }
 }

@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -11,6 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backoff::ACCEPT_BACKOFF;
 use crate::metrics::Reject;
 use crate::socket::SocketFile;
 use crate::tenant::{Peer, TenantShared};
@@ -109,7 +110,7 @@ async fn accept_loop(
     kill: CancellationToken,
     conns: TaskTracker,
 ) {
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = ACCEPT_BACKOFF;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -118,17 +119,17 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, _)) => {
-                backoff = Duration::from_millis(10);
+                backoff.reset();
                 conns.spawn(serve(tenant.clone(), stream, kill.clone()));
             }
             Err(e) if is_resource_exhaustion(&e) => {
-                tracing::warn!(tenant = %tenant.name(), error = %e, backoff_ms = backoff.as_millis() as u64,
+                let pause = backoff.next_pause();
+                tracing::warn!(tenant = %tenant.name(), error = %e, backoff_ms = pause.as_millis() as u64,
                     "accept failed: out of resources; backing off");
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
             Err(e) => {
                 // ECONNABORTED and friends concern one connection, not the listener.

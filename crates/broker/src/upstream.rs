@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixStream;
 
+use crate::backoff::Backoff;
 use crate::config::TenantSpec;
 use crate::metrics::Reject;
 use crate::tenant::{Peer, TenantShared};
@@ -55,7 +56,7 @@ pub async fn connect_upstream(path: &Path, timeout: Duration) -> io::Result<Unix
         UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
     };
     let deadline = Instant::now() + timeout;
-    let mut backoff = Duration::from_millis(1);
+    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
     loop {
         match attempt() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -68,8 +69,7 @@ pub async fn connect_upstream(path: &Path, timeout: Duration) -> io::Result<Unix
                         ),
                     ));
                 }
-                tokio::time::sleep(backoff.min(deadline - now)).await;
-                backoff = (backoff * 2).min(Duration::from_millis(50));
+                tokio::time::sleep(backoff.next_pause().min(deadline - now)).await;
             }
             r => return r,
         }

@@ -1,4 +1,4 @@
-//! Docker API access policies (DESIGN.md "Docker API access policy"): what a
+//! Docker API access policies (docs/configuration.md "Access policies"): what a
 //! tenant may ask of the engine, decided per HTTP request.
 //!
 //! Pure logic, no I/O (except resolving bind-mount paths through

@@ -4,7 +4,7 @@
 //! [`Config`], the desired state, or into [`ConfigErrors`] listing every
 //! problem found, each with the file, tenant, field, `line:column` where it
 //! could be found, and what to do. A file with any error is rejected as a
-//! whole (DESIGN.md "Configuration").
+//! whole (docs/configuration.md "Rules").
 //!
 //! Parsing happens in three steps:
 //! 1. serde (`raw`): the schema, with unknown keys and wrong shapes as errors

@@ -1,25 +1,35 @@
 //! From the raw serde view to a [`Config`], collecting every error.
+//!
+//! This module walks the file (`defaults`, `metrics`, each tenant) and merges
+//! defaults; its submodules hold the parts with their own rules: `yaml_error`
+//! (serde_yaml's errors), `ids` (owner and `allow`), `paths` (rules across
+//! tenants).
+
+mod ids;
+mod paths;
+mod yaml_error;
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_yaml::Value;
 
 use super::access::{parse_access, AccessError};
-use super::error::{parse_unknown_field, unknown_key_message};
+use super::error::unknown_key_message;
 use super::locate::Locator;
-use super::raw::{LazyModeShadow, RawAllow, RawConfig, RawDefaults, RawTenant, RawUsernsMap};
-use super::subid::{Kind, SubIdDb};
+use super::raw::{LazyModeShadow, RawConfig, RawDefaults, RawTenant};
+use super::subid::SubIdDb;
 use super::values::{
-    self, describe, parse_duration, parse_id, parse_id_range, parse_max_connections,
-    parse_metrics_listen, parse_mode, parse_socket_path, DurationKind, MAX_ID,
+    self, parse_duration, parse_max_connections, parse_metrics_listen, parse_mode,
+    parse_socket_path, DurationKind,
 };
 use super::{
-    AccessPolicy, AllowList, Config, ConfigError, ConfigErrors, IdRange, MetricsConfig,
-    MetricsListen, OwnerSource, SubIdFiles, TenantSpec,
+    AccessPolicy, Config, ConfigError, ConfigErrors, MetricsConfig, SubIdFiles, TenantSpec,
 };
+use ids::{resolve_allow, resolve_owner};
+use paths::check_paths;
+use yaml_error::serde_error;
 
 /// Built-in defaults, used when `defaults:` does not set a value.
 const DEFAULT_UPSTREAM: &str = "/var/run/docker.sock";
@@ -73,88 +83,6 @@ pub(super) fn parse(text: &str, source: &Path, ids: &SubIdFiles) -> Result<Confi
             .sort_by_key(|e| (e.line.is_none(), e.line, e.column));
         Err(ConfigErrors(ctx.errors))
     }
-}
-
-/// A serde_yaml error (syntax or schema) as one friendly [`ConfigError`].
-fn serde_error(e: &serde_yaml::Error, text: &str, source: &Path, syntax: bool) -> ConfigError {
-    let location = e.location().map(|l| (l.line(), l.column()));
-    let mut msg = e.to_string();
-    if let Some((line, column)) = location {
-        let suffix = format!(" at line {line} column {column}");
-        if let Some(i) = msg.find(&suffix) {
-            msg.replace_range(i..i + suffix.len(), "");
-        }
-    }
-    let locator = Locator::new(text);
-    let tenant = location.and_then(|(line, _)| locator.tenant_at_line(line));
-    let mut error = ConfigError {
-        file: source.to_path_buf(),
-        tenant: tenant.clone(),
-        field: None,
-        line: location.map(|l| l.0),
-        column: location.map(|l| l.1),
-        message: String::new(),
-    };
-    if syntax {
-        error.tenant = None;
-        if msg.contains("more than one document") {
-            error.message = "the file holds more than one YAML document (separated by `---`); \
-                 keep a single document"
-                .to_string();
-            return error;
-        }
-        error.message = format!(
-            "invalid YAML: {msg}; fix the syntax here (indent with spaces, not tabs; \
-             quote values that contain `: ` or ` #` or start with a special character)"
-        );
-        return error;
-    }
-    // serde_yaml prefixes the path of the value: `tenants.ci-runner.allow: ...`.
-    let (path, body) = split_path(&msg);
-    let tenant_prefix = tenant.as_ref().map(|t| format!("tenants.{t}"));
-    let relative: Option<String> = match (path, &tenant_prefix) {
-        (Some(p), Some(prefix)) if p == prefix || p == "tenants" => None,
-        (Some(p), Some(prefix)) if p.starts_with(&format!("{prefix}.")) => {
-            Some(p[prefix.len() + 1..].to_string())
-        }
-        (Some(p), _) => Some(p.to_string()),
-        (None, _) => None,
-    };
-    if let Some(u) = parse_unknown_field(body) {
-        let place = match (&relative, &tenant) {
-            (None, None) => " at the top level".to_string(),
-            (None, Some(_)) => String::new(),
-            (Some(r), _) => format!(" in {r}"),
-        };
-        error.field = Some(match &relative {
-            Some(r) => format!("{r}.{}", u.key),
-            None => u.key.clone(),
-        });
-        error.message = unknown_key_message(&u.key, &u.expected, &place);
-        return error;
-    }
-    error.field = relative;
-    error.message = if let Some(rest) = body.strip_prefix("duplicate field `") {
-        let key = rest.split('`').next().unwrap_or_default();
-        format!("key `{key}` is given twice; keep only one")
-    } else {
-        body.to_string()
-    };
-    error
-}
-
-/// Split serde_yaml's `path: message` (the path only for a few known roots).
-fn split_path(msg: &str) -> (Option<&str>, &str) {
-    for root in ["tenants", "defaults", "metrics"] {
-        if let Some(rest) = msg.strip_prefix(root) {
-            if rest.starts_with(['.', ':', '[']) {
-                if let Some(i) = msg.find(": ") {
-                    return (Some(&msg[..i]), &msg[i + 2..]);
-                }
-            }
-        }
-    }
-    (None, msg)
 }
 
 /// Where an error belongs.
@@ -539,337 +467,4 @@ fn resolve_common<'m>(
         c.request_timeout = d;
     }
     c
-}
-
-/// The socket's owner: `uid` + `gid`, or `userns`.
-fn resolve_owner(
-    ctx: &mut Ctx<'_>,
-    scope: Scope<'_>,
-    t: &RawTenant,
-    db: &mut SubIdDb<'_>,
-) -> Option<(u32, u32, OwnerSource)> {
-    let uid = ctx.value(scope, "uid", t.uid.as_ref(), |v| parse_id(v, "uid"));
-    let gid = ctx.value(scope, "gid", t.gid.as_ref(), |v| parse_id(v, "gid"));
-    match (&t.userns, &t.uid, &t.gid) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            ctx.err(
-                scope,
-                Some("userns"),
-                "both uid/gid and userns are set; set either uid and gid, or userns (which takes the owner \
-                 from /etc/subuid and /etc/subgid), not both",
-            );
-            None
-        }
-        (Some(u), None, None) => resolve_userns(ctx, scope, u, db),
-        (None, Some(_), Some(_)) => Some((uid?, gid?, OwnerSource::Ids)),
-        (None, Some(_), None) => {
-            ctx.err_at(
-                scope,
-                Some("gid"),
-                &["uid"],
-                "uid is set without gid; add gid (e.g. gid: 231072) next to it, or use userns instead",
-            );
-            None
-        }
-        (None, None, Some(_)) => {
-            ctx.err_at(
-                scope,
-                Some("uid"),
-                &["gid"],
-                "gid is set without uid; add uid (e.g. uid: 231072) next to it, or use userns instead",
-            );
-            None
-        }
-        (None, None, None) => {
-            ctx.err(
-                scope,
-                None,
-                "no owner for the socket: set uid and gid (e.g. uid: 231072 and gid: 231072), or \
-                 userns: NAME to use the first ids of NAME's ranges in /etc/subuid and /etc/subgid",
-            );
-            None
-        }
-    }
-}
-
-fn resolve_userns(
-    ctx: &mut Ctx<'_>,
-    scope: Scope<'_>,
-    v: &Value,
-    db: &mut SubIdDb<'_>,
-) -> Option<(u32, u32, OwnerSource)> {
-    const HINT: &str =
-        "write userns: NAME (e.g. userns: dockremap) or userns: {user: NAME, uid: 0, gid: 0}";
-    let (user, cuid, cgid) = match v {
-        Value::String(s) => (s.trim().to_string(), Some(0), Some(0)),
-        Value::Mapping(_) => match serde_yaml::from_value::<RawUsernsMap>(v.clone()) {
-            Err(e) => {
-                let text = e.to_string();
-                match parse_unknown_field(&text) {
-                    Some(u) => ctx.err_at(
-                        scope,
-                        Some(&format!("userns.{}", u.key)),
-                        &["userns", &u.key],
-                        unknown_key_message(&u.key, &u.expected, " in userns"),
-                    ),
-                    None => ctx.err(scope, Some("userns"), format!("{text}; {HINT}")),
-                }
-                return None;
-            }
-            Ok(m) => {
-                let user = match &m.user {
-                    Some(Value::String(s)) => s.trim().to_string(),
-                    None => {
-                        ctx.err(
-                            scope,
-                            Some("userns"),
-                            format!("userns needs `user`; {HINT}"),
-                        );
-                        return None;
-                    }
-                    Some(other) => {
-                        ctx.err(
-                            scope,
-                            Some("userns.user"),
-                            format!("{} is not a user name; {HINT}", describe(other)),
-                        );
-                        return None;
-                    }
-                };
-                let cuid = match &m.uid {
-                    None => Some(0),
-                    v => ctx.value(scope, "userns.uid", v.as_ref(), |v| parse_id(v, "uid")),
-                };
-                let cgid = match &m.gid {
-                    None => Some(0),
-                    v => ctx.value(scope, "userns.gid", v.as_ref(), |v| parse_id(v, "gid")),
-                };
-                (user, cuid, cgid)
-            }
-        },
-        other => {
-            ctx.err(
-                scope,
-                Some("userns"),
-                format!("{} is not a user namespace owner; {HINT}", describe(other)),
-            );
-            return None;
-        }
-    };
-    if user.is_empty() || user.contains(['\0', ':', '\n']) {
-        ctx.err(
-            scope,
-            Some("userns"),
-            format!("{user:?} is not a user name; {HINT}"),
-        );
-        return None;
-    }
-    let uid = map_id(ctx, scope, db, Kind::Uid, &user, cuid?);
-    let gid = map_id(ctx, scope, db, Kind::Gid, &user, cgid?);
-    Some((
-        uid?,
-        gid?,
-        OwnerSource::Userns {
-            user,
-            container_uid: cuid?,
-            container_gid: cgid?,
-        },
-    ))
-}
-
-/// Host id = start of `user`'s first range + the container-side id.
-fn map_id(
-    ctx: &mut Ctx<'_>,
-    scope: Scope<'_>,
-    db: &mut SubIdDb<'_>,
-    kind: Kind,
-    user: &str,
-    container_id: u32,
-) -> Option<u32> {
-    let path = db.path(kind).display().to_string();
-    let (what, env) = match kind {
-        Kind::Uid => ("uid", "SOCKBROKER_SUBUID"),
-        Kind::Gid => ("gid", "SOCKBROKER_SUBGID"),
-    };
-    match db.first_range(kind, user) {
-        Err(e) => {
-            ctx.err(
-                scope,
-                Some("userns"),
-                format!(
-                    "cannot read {path}: {e}; userns owners are resolved from it (make it readable, \
-                     or set {env} to use another file)"
-                ),
-            );
-            None
-        }
-        Ok(None) => {
-            ctx.err(
-                scope,
-                Some("userns"),
-                format!(
-                    "user {user:?} has no range in {path}; add a line \"{user}:START:COUNT\" to it \
-                     (e.g. with `usermod --add-sub{what}s START-END {user}`), or set uid and gid instead"
-                ),
-            );
-            None
-        }
-        Ok(Some((start, count))) => {
-            if container_id >= count {
-                let key = format!("userns.{what}");
-                ctx.err(
-                    scope,
-                    Some(&key),
-                    format!(
-                        "container {what} {container_id} is outside {user}'s first range in {path} \
-                         ({start}:{count} maps container {what}s 0…{}); use a smaller {what}",
-                        count - 1
-                    ),
-                );
-                return None;
-            }
-            let host = u64::from(start) + u64::from(container_id);
-            if host > u64::from(MAX_ID) {
-                ctx.err(
-                    scope,
-                    Some("userns"),
-                    format!(
-                        "{user}'s range in {path} maps container {what} {container_id} to {host}, above {MAX_ID}; fix the range"
-                    ),
-                );
-                return None;
-            }
-            Some(host as u32)
-        }
-    }
-}
-
-/// `allow`: `Some(None)` = absent (any peer); `None` = an error was recorded.
-fn resolve_allow(
-    ctx: &mut Ctx<'_>,
-    scope: Scope<'_>,
-    raw: &Option<Option<RawAllow>>,
-) -> Option<Option<AllowList>> {
-    const EMPTY: &str =
-        "allow lists no ids; add uids and/or gids (e.g. uids: [\"231072-296607\"]), or remove `allow` to \
-         admit any peer the socket mode lets in";
-    let a = match raw {
-        None => return Some(None),
-        Some(None) => {
-            ctx.err(scope, Some("allow"), EMPTY);
-            return None;
-        }
-        Some(Some(a)) => a,
-    };
-    let before = ctx.errors.len();
-    let uids = id_list(ctx, scope, "uids", a.uids.as_ref());
-    let gids = id_list(ctx, scope, "gids", a.gids.as_ref());
-    if ctx.errors.len() != before {
-        return None;
-    }
-    if uids.is_empty() && gids.is_empty() {
-        ctx.err(scope, Some("allow"), EMPTY);
-        return None;
-    }
-    Some(Some(AllowList { uids, gids }))
-}
-
-fn id_list(ctx: &mut Ctx<'_>, scope: Scope<'_>, which: &str, v: Option<&Value>) -> Vec<IdRange> {
-    let key = format!("allow.{which}");
-    match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Sequence(items)) => {
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                match parse_id_range(item) {
-                    Ok(r) => out.push(r),
-                    Err(m) => ctx.err(scope, Some(&key), format!("entry {}: {m}", i + 1)),
-                }
-            }
-            out
-        }
-        Some(other) => {
-            ctx.err(
-                scope,
-                Some(&key),
-                format!(
-                    "{} is not a list; write a list of ids and ranges, e.g. {which}: [1000, \"231072-296607\"]",
-                    describe(other)
-                ),
-            );
-            Vec::new()
-        }
-    }
-}
-
-/// Cross-tenant rules: every `listen` unique, no `listen` equal to an
-/// `upstream`, and the metrics socket clear of both.
-fn check_paths(
-    ctx: &mut Ctx<'_>,
-    listens: &[(&str, PathBuf)],
-    upstreams: &[(&str, PathBuf)],
-    metrics: Option<&MetricsConfig>,
-) {
-    // Indexed by path (first tenant wins, as a linear search would find it):
-    // pairwise comparison made 10,000 tenants take seconds (docs/performance.md).
-    let mut first_upstream: HashMap<&Path, &str> = HashMap::with_capacity(upstreams.len());
-    for (owner, u) in upstreams {
-        first_upstream.entry(u.as_path()).or_insert(owner);
-    }
-    let mut seen: HashMap<&Path, &str> = HashMap::with_capacity(listens.len());
-    for (name, listen) in listens {
-        let scope = Scope::Tenant(name);
-        if let Some(other) = seen.get(listen.as_path()).copied() {
-            ctx.err(
-                scope,
-                Some("listen"),
-                format!(
-                    "listen {} is also the listen path of tenant {other:?}; every tenant needs its own \
-                     socket path (and its own directory)",
-                    quoted(listen)
-                ),
-            );
-        }
-        seen.entry(listen.as_path()).or_insert(name);
-        if let Some(owner) = first_upstream.get(listen.as_path()).copied() {
-            let whose = if owner == *name {
-                "this tenant's own upstream".to_string()
-            } else {
-                format!("the upstream of tenant {owner:?}")
-            };
-            ctx.err(
-                scope,
-                Some("listen"),
-                format!(
-                    "listen {} is {whose}; a tenant socket must not replace the socket it relays to — \
-                     choose another listen path, e.g. /run/sockbroker/{name}/docker.sock",
-                    quoted(listen)
-                ),
-            );
-        }
-    }
-    if let Some(MetricsConfig {
-        listen: MetricsListen::Unix(path),
-    }) = metrics
-    {
-        let clash = listens
-            .iter()
-            .map(|(t, l)| (t, l, "listen path"))
-            .chain(upstreams.iter().map(|(t, u)| (t, u, "upstream")))
-            .find(|(_, p, _)| *p == path);
-        if let Some((tenant, _, what)) = clash {
-            ctx.err(
-                Scope::Metrics,
-                Some("listen"),
-                format!(
-                    "unix:{} is the {what} of tenant {tenant:?}; give the metrics socket its own path",
-                    path.display()
-                ),
-            );
-        }
-    }
-}
-
-fn quoted(p: &Path) -> String {
-    format!("{:?}", p.display().to_string())
 }
