@@ -296,11 +296,16 @@ async fn lists_prunes_and_events_carry_the_tenants_label() {
         200,
         "the connection is still usable"
     );
-    // A form body would override the query; its body is left unread, so the
-    // connection closes after the refusal.
+    // A form body would override the query: the strict framing refuses it
+    // (400) before scope looks at the filters.
     let form = "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\nfilters={}";
     let resp = c.call(form).await;
-    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.message().contains("form-encoded"),
+        "{}",
+        resp.message()
+    );
     assert_eq!(s.seen.forwarded().len(), n, "nothing forwarded");
 }
 
@@ -421,7 +426,13 @@ async fn unscoped_and_refused_routes() {
     ] {
         let resp = c.call(&req).await;
         assert_eq!(resp.status, 403, "{req}: {}", resp.text());
-        assert!(resp.message().contains("scope own"), "{}", resp.message());
+        // A route the engine does not have is refused by the preset first.
+        let why = if req.contains("/nope") {
+            "not a Docker API route"
+        } else {
+            "scope own"
+        };
+        assert!(resp.message().contains(why), "{}", resp.message());
     }
     // Images are shared: read as they are.
     let resp = c.call(&get("/v1.41/images/json")).await;
