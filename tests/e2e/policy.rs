@@ -1004,8 +1004,13 @@ fn request_timeout_is_408_and_over_the_limit_is_429() {
         "ro",
         "access: read-only\nrequest_timeout: 300ms\nmax_connections: 1",
     )]);
-    // The harness's probe of the socket has ended.
-    f.wait_metric("sockbroker_connections_active{tenant=\"ro\"}", 0.0);
+    // The harness's probe of the socket has ended (not merely "none active":
+    // the broker may not have accepted it yet, and would then refuse it, or
+    // the next client, over max_connections).
+    f.wait_metric(
+        "sockbroker_connection_duration_seconds_count{tenant=\"ro\"}",
+        1.0,
+    );
     let mut c = f.client("ro");
     let started = std::time::Instant::now();
     c.send(b"GET /_ping HTTP/1.1\r\n");
