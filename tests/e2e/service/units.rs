@@ -112,7 +112,7 @@ fn directives(unit: &str) -> BTreeMap<(String, String), Vec<String>> {
     m
 }
 
-/// What the issue and DESIGN.md ask of the units, and that the user variant
+/// What docs/operations.md promises of the units, and that the user variant
 /// differs from the root one only in who runs it.
 #[test]
 fn systemd_units_have_the_promised_settings() {
