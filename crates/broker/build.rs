@@ -61,6 +61,11 @@ fn git_commit() -> String {
         let s = String::from_utf8(o.stdout).ok()?.trim().to_string();
         (o.status.success() && !s.is_empty()).then_some(s)
     };
+    // This crate must be tracked by the repository git finds: a crate tarball
+    // unpacked inside some other checkout (vendored) is not that checkout's commit.
+    if git(&["ls-files", "--full-name", "Cargo.toml"]).is_none() {
+        return "unknown".into();
+    }
     let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
         return "unknown".into();
     };

@@ -475,3 +475,114 @@ fn ci_true_fails_a_test_whose_tool_is_missing() {
     );
     assert!(!text(&o).contains("SKIPPED"), "{}", text(&o));
 }
+
+/// The postinst's upgrade step (`upgrade_running_broker` in
+/// deploy/debian/postinst) with `systemctl` and `deb-systemd-invoke` replaced
+/// by recorders, against a real process as the unit's main process: one that
+/// does not catch SIGUSR2 is restarted (and not signalled, which would kill
+/// it); one that catches it gets SIGUSR2 and, once the main pid changes, no
+/// restart.
+#[test]
+fn postinst_upgrades_in_place_only_a_broker_that_catches_sigusr2() {
+    let postinst = read(&workspace().join("deploy/debian/postinst"));
+    let start = postinst
+        .find("upgrade_running_broker() {")
+        .expect("postinst defines upgrade_running_broker");
+    let len = postinst[start..]
+        .find("\n}\n")
+        .expect("end of the function")
+        + 3;
+    let function = &postinst[start..start + len];
+
+    let dir = scratch();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = |name: &str, body: &str| {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    fake(
+        "systemctl",
+        &format!(
+            "case \"$1\" in is-active) exit 0 ;; show) cat {}/mainpid ;; esac",
+            d.display()
+        ),
+    );
+    fake(
+        "deb-systemd-invoke",
+        &format!("echo \"$@\" >> {}/invoked", d.display()),
+    );
+    let upgrade = || {
+        let script = format!("unit=sockbroker.service\n{function}\nupgrade_running_broker\n");
+        let mut c = cmd("sh", &["-ec", &script]);
+        c.env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        );
+        run(c, DEADLINE)
+    };
+    let invoked = || std::fs::read_to_string(d.join("invoked")).unwrap_or_default();
+
+    // A main process that does not catch SIGUSR2: restarted, not signalled.
+    let plain = Reaped::spawn(cmd("sleep", &["600"]));
+    std::fs::write(d.join("mainpid"), format!("{}\n", plain.0.id())).unwrap();
+    let o = upgrade();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("restarting sockbroker.service"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(invoked(), "restart sockbroker.service\n");
+    let mut plain = plain;
+    assert!(
+        plain.0.try_wait().unwrap().is_none(),
+        "SIGUSR2 would have killed a process that does not catch it"
+    );
+    drop(plain);
+
+    // One that catches it: signalled; it "hands over" by becoming another pid.
+    std::fs::remove_file(d.join("invoked")).ok();
+    let handler = format!(
+        "trap 'echo 424242 > {}/mainpid' USR2; echo ready > {}/ready; while :; do sleep 0.05; done",
+        d.display(),
+        d.display()
+    );
+    let catching = Reaped::spawn(cmd("sh", &["-c", &handler]));
+    wait_until("the stand-in to set its trap", DEADLINE, || {
+        d.join("ready").exists()
+    });
+    let pid = catching.0.id();
+    std::fs::write(d.join("mainpid"), format!("{pid}\n")).unwrap();
+    let o = upgrade();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("upgraded in place (pid {pid} -> 424242)")),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(invoked(), "", "no restart after an upgrade in place");
+}
+
+/// A child with no stdio of ours (it must not hold a test's output pipe),
+/// killed and reaped on drop, also when an assertion failed.
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    fn spawn(mut c: Command) -> Reaped {
+        use std::process::Stdio;
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Reaped(c.spawn().unwrap_or_else(|e| panic!("spawn {c:?}: {e}")))
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
