@@ -397,6 +397,20 @@ fn scoped_tenants_share_one_engine() {
     let copied = dir.path().join("x");
     a.ok(&["cp", "web-a:/tmp/x", copied.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&copied).unwrap().trim(), "hello");
+    // And into it (HEAD then PUT .../archive, the body streamed).
+    let big = dir.path().join("big");
+    std::fs::write(&big, payload(3 << 20, 7)).unwrap();
+    a.ok(&["cp", big.to_str().unwrap(), "web-a:/tmp/big"]);
+    assert_eq!(
+        a.ok(&["exec", "web-a", "wc", "-c", "/tmp/big"])
+            .split_whitespace()
+            .next(),
+        Some("3145728")
+    );
+    a.missing(
+        &["cp", big.to_str().unwrap(), "web-b:/tmp/big"],
+        "No such container: web-b",
+    );
     let tar = dir.path().join("a.tar");
     a.ok(&["export", "-o", tar.to_str().unwrap(), pa]);
     assert!(std::fs::metadata(&tar).unwrap().len() > 1000);
