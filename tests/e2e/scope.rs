@@ -202,6 +202,17 @@ fn scoped_tenants_share_one_engine() {
     assert!(a
         .lines(&["ps", "-a", "--filter", "label=io.sockbroker.tenant=b", "-q"])
         .is_empty());
+    assert_eq!(
+        a.lines(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=io.sockbroker.tenant=a",
+            "--format",
+            "{{.Names}}"
+        ]),
+        ["dead-a", "web-a"]
+    );
     assert!(a
         .lines(&["ps", "-a", "--filter", &format!("id={id_b}"), "-q"])
         .is_empty());
@@ -635,7 +646,10 @@ fn scoped_tenants_share_one_engine() {
     };
     assert!(series("a", "not_owned") >= 30.0, "{exposition}");
     assert!(series("b", "not_owned") >= 1.0, "{exposition}");
-    for n in ["web-a2", "web-b", "dead-b"] {
+    // Own containers are removed through the scoped tenant itself.
+    a.ok(&["rm", "-f", "web-a2"]);
+    assert!(a.lines(&["ps", "-aq"]).is_empty());
+    for n in ["web-b", "dead-b"] {
         let _ = ops.out(&["rm", "-f", n]);
     }
     drop(engine);
