@@ -121,6 +121,12 @@ fn percent(s: &str) -> String {
 }
 
 fn fake_engine(path: &Path) -> Seen {
+    fake_engine_with(path, true)
+}
+
+/// The fake engine; without `keep_alive` it closes every connection after
+/// one answer (as an engine restart or an idle timeout would).
+fn fake_engine_with(path: &Path, keep_alive: bool) -> Seen {
     let l = UnixListener::bind(path).unwrap();
     let seen = Seen::default();
     let s2 = seen.clone();
@@ -133,6 +139,7 @@ fn fake_engine(path: &Path) -> Seen {
                     async move { Ok::<_, Infallible>(answer(req, seen).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
                     .serve_connection(TokioIo::new(s), svc)
                     .await;
             });
@@ -503,4 +510,26 @@ async fn encoded_names_big_bodies_and_a_rescope_on_an_open_connection() {
         c.call(&get("/v1.41/containers/web-b/json")).await.status,
         404
     );
+}
+
+#[tokio::test]
+async fn kept_lookup_connections_the_engine_closed_are_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = dir.path().join("engine.sock");
+    let seen = fake_engine_with(&engine, false);
+    let (t, _m) = tenant(spec(
+        "a",
+        dir.path(),
+        &engine,
+        AccessPolicy::Scoped(Policy::preset(Preset::UsernsSafe)),
+    ));
+    for _ in 0..20 {
+        // A new client connection each time: the engine closes after one answer.
+        let mut c = connect(&t);
+        let resp = c.call(&get("/v1.41/containers/web-a/top")).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let resp = connect(&t).call(&get("/v1.41/containers/web-b/top")).await;
+        assert_eq!(resp.status, 404, "{}", resp.text());
+    }
+    assert_eq!(seen.forwarded().len(), 20);
 }
