@@ -18,6 +18,10 @@ use crate::metrics::TenantMetrics;
 
 /// Read buffer growth step.
 pub(super) const READ_CHUNK: usize = 16 * 1024;
+/// How long [`Connection::linger_close`] keeps reading after an answer.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+/// How much [`Connection::linger_close`] reads and drops at most.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bytes moved and last activity, shared by both sides of a connection.
 pub(super) struct Stats {
@@ -268,6 +272,27 @@ impl<'s> Connection<'s> {
     /// Shut down the write side: the client sees the end of the connection.
     pub(super) async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
+    }
+
+    /// Shut down the write side after an answer to a request whose body the
+    /// client may still be sending, then read and drop what still comes for
+    /// a moment (up to [`LINGER`] or [`LINGER_BYTES`], until the client's
+    /// end): closing a Unix socket with unread bytes makes the client's
+    /// writes fail and its reads reset, so it would see a broken pipe
+    /// instead of the answer (as Go's server does, the "lingering close").
+    pub(super) async fn linger_close(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let drain = async {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut total = 0usize;
+            while total < LINGER_BYTES {
+                match self.stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
     }
 
     /// The socket halves and the read buffer, for an exchange that streams

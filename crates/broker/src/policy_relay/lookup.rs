@@ -11,7 +11,9 @@
 //!
 //! A lookup that fails or does not finish within [`deadline`] (twice the
 //! tenant's `connect_timeout` plus one second, connecting included) is an
-//! error: the request is answered `502` and never forwarded.
+//! error: the request is answered `502` and never forwarded. Lookups (`GET`)
+//! reuse a few idle engine connections per upstream; the broker's other side
+//! requests (a volume pre-create) use a new one.
 
 use std::path::Path;
 use std::sync::LazyLock;

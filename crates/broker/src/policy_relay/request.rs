@@ -100,7 +100,7 @@ impl<'a> Session<'a> {
             return Step::End(End::ClientError(e));
         }
         if syn.close() {
-            self.client.shutdown().await;
+            self.client.linger_close().await;
             return Step::End(End::Refused(outcome.reason()));
         }
         Step::KeepAlive
