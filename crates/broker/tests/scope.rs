@@ -540,3 +540,62 @@ async fn kept_lookup_connections_the_engine_closed_are_replaced() {
     }
     assert_eq!(seen.forwarded().len(), 20);
 }
+
+/// Red-team: the engine decodes a volume create body with Go's
+/// `encoding/json`, which matches `Name` ignoring case; a check that read
+/// only the exact `Name` key let `{"name":"vol-b"}` through, and the engine
+/// answered with the other tenant's existing volume (its labels, mount
+/// point): an oracle and a leak.
+#[tokio::test]
+async fn a_volume_create_names_its_volume_in_any_key_casing() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    let n = s.seen.forwarded().len();
+    for body in [
+        r#"{"Name":"vol-b"}"#,
+        r#"{"name":"vol-b"}"#,
+        r#"{"NAME":"vol-b","Driver":"local"}"#,
+    ] {
+        let resp = c.call(&post("/v1.41/volumes/create", body)).await;
+        assert_eq!(resp.status, 409, "{body}: {}", resp.text());
+        assert!(!resp.text().contains("\"b\""), "{}", resp.text());
+    }
+    // Two keys Go would both decode into Name: refused, not guessed.
+    let resp = c
+        .call(&post(
+            "/v1.41/volumes/create",
+            r#"{"Name":"mine","name":"vol-b"}"#,
+        ))
+        .await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(s.seen.forwarded().len(), n, "nothing forwarded");
+}
+
+/// Red-team: without `CheckDuplicate` the engine (API < 1.44) creates a
+/// second network with a name another tenant uses, after which that
+/// tenant's references by name are "ambiguous" (its `docker run --network
+/// NAME` fails). The broker makes every scoped network create check names.
+#[tokio::test]
+async fn a_network_create_always_checks_for_duplicate_names() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    for body in [
+        r#"{"Name":"net"}"#,
+        r#"{"Name":"net","CheckDuplicate":false}"#,
+        r#"{"Name":"net","checkduplicate":false}"#,
+    ] {
+        let resp = c.call(&post("/v1.41/networks/create", body)).await;
+        assert_eq!(resp.status, 200, "{body}: {}", resp.text());
+        let (_, target, sent) = s.seen.forwarded().pop().unwrap();
+        assert_eq!(target, "/v1.41/networks/create");
+        let v: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        let obj = v.as_object().unwrap();
+        let keys: Vec<&String> = obj
+            .keys()
+            .filter(|k| k.eq_ignore_ascii_case("checkduplicate"))
+            .collect();
+        assert_eq!(keys, ["CheckDuplicate"], "{body}: {v}");
+        assert_eq!(v["CheckDuplicate"], true, "{body}: {v}");
+        assert_eq!(v["Labels"][LABEL], "a");
+    }
+}

@@ -269,8 +269,9 @@ async fn create(
             }
         }
         CreateKind::Volume => {
-            let v: serde_json::Value = serde_json::from_slice(&stamped).unwrap_or_default();
-            let name = v.get("Name").and_then(|n| n.as_str()).unwrap_or("");
+            // The engine reads `name`, `NAME`, … as `Name` too.
+            let name = body::create_name(&stamped).map_err(|e| invalid(&e))?;
+            let name = name.as_deref().unwrap_or("");
             if !name.is_empty() {
                 if let Owner::Foreign = engine.name_holder(Kind::Volume, name, tenant).await? {
                     return Err(Refusal::Answer(Synthetic::conflict(format!(

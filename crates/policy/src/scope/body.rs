@@ -70,6 +70,13 @@ pub fn stamp(kind: CreateKind, body: &[u8], tenant: &str) -> Result<Vec<u8>, Bod
         ));
     }
     stamp_object(top, tenant, what)?;
+    if kind == CreateKind::Network {
+        // Without it an engine before API 1.44 creates a second network with
+        // a name another tenant uses, whose references by that name are then
+        // "ambiguous" to the engine: one tenant would break another's.
+        top.retain(|k, _| !go_fold_eq(k, "CheckDuplicate"));
+        top.insert("CheckDuplicate".into(), Value::Bool(true));
+    }
     if kind == CreateKind::Container {
         for (hk, hc) in top.iter_mut() {
             if !go_fold_eq(hk, "HostConfig") {
@@ -98,6 +105,33 @@ pub fn stamp(kind: CreateKind, body: &[u8], tenant: &str) -> Result<Vec<u8>, Bod
         }
     }
     Ok(serde_json::to_vec(&value).expect("a JSON value serializes"))
+}
+
+/// The `Name` a (volume) create body asks for, read as Go's `encoding/json`
+/// reads it: from the key that matches `Name` ignoring case (`{"name": …}`
+/// names the volume too). More than one such key is refused (Go would take
+/// the last; no client sends two); a name that is not a string is `None`
+/// (the engine refuses the body).
+pub fn create_name(body: &[u8]) -> Result<Option<String>, BodyError> {
+    let trimmed = body.iter().all(u8::is_ascii_whitespace);
+    let body: &[u8] = if trimmed { b"{}" } else { body };
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| BodyError(format!("create body is not JSON: {e}")))?;
+    let Value::Object(top) = value else {
+        return Ok(None);
+    };
+    let names: Vec<(&String, &Value)> = top.iter().filter(|(k, _)| go_fold_eq(k, "Name")).collect();
+    if names.len() > 1 {
+        let keys: Vec<&str> = names.iter().map(|(k, _)| k.as_str()).collect();
+        return Err(BodyError(format!(
+            "create body has more than one Name key ({}); send one",
+            keys.join(", ")
+        )));
+    }
+    Ok(names
+        .first()
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_string))
 }
 
 /// Put `Labels[LABEL] = tenant` into one object, which has at most one key
@@ -448,6 +482,45 @@ mod tests {
         ] {
             let e = stamp(CreateKind::Container, body.as_bytes(), "a").unwrap_err();
             assert!(e.0.contains(want), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn create_names_are_read_in_any_key_casing() {
+        for (body, want) in [
+            (r#"{"Name":"v"}"#, Some("v")),
+            (r#"{"name":"v"}"#, Some("v")),
+            (r#"{"NAME":"v"}"#, Some("v")),
+            (r#"{"Names":"v"}"#, None),
+            (r#"{"Name":1}"#, None),
+            (r#"{}"#, None),
+            ("", None),
+        ] {
+            assert_eq!(
+                create_name(body.as_bytes()).unwrap().as_deref(),
+                want,
+                "{body}"
+            );
+        }
+        assert!(create_name(br#"{"Name":"a","name":"b"}"#).is_err());
+    }
+
+    #[test]
+    fn network_creates_always_check_duplicate_names() {
+        for body in [
+            r#"{"Name":"n"}"#,
+            r#"{"Name":"n","CheckDuplicate":false}"#,
+            r#"{"Name":"n","checkDuplicate":false}"#,
+        ] {
+            let v = stamped(CreateKind::Network, body);
+            let keys: Vec<&String> = v
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| go_fold_eq(k, "CheckDuplicate"))
+                .collect();
+            assert_eq!(keys, ["CheckDuplicate"], "{body}");
+            assert_eq!(v["CheckDuplicate"], true, "{body}");
         }
     }
 
