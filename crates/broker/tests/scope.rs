@@ -30,6 +30,11 @@ const LABEL: &str = "io.sockbroker.tenant";
 /// (full ID, name, owner label) of the engine's containers.
 const CONTAINERS: [(&str, &str, &str); 2] = [(ID_A, "web-a", "a"), (ID_B, "web-b", "b")];
 
+const NET_A: &str = "ee11000000000000000000000000000000000000000000000000000000000001";
+const NET_B: &str = "ee22000000000000000000000000000000000000000000000000000000000002";
+/// (full ID, name, owner label) of the engine's user-defined networks.
+const NETWORKS: [(&str, &str, &str); 2] = [(NET_A, "net-a", "a"), (NET_B, "net-b", "b")];
+
 /// A request the fake engine got: (method, target, body).
 type Request3 = (String, String, Vec<u8>);
 
@@ -106,6 +111,19 @@ async fn answer(req: Request<hyper::body::Incoming>, seen: Seen) -> Response<Ful
             r => json(
                 404,
                 serde_json::json!({"message": format!("get {r}: no such volume")}),
+            ),
+        },
+        ("GET", ["networks", r]) => match NETWORKS
+            .iter()
+            .find(|(id, name, _)| *id == percent(r) || *name == percent(r))
+        {
+            Some((id, name, owner)) => json(
+                200,
+                serde_json::json!({"Id": id, "Name": name, "Labels": {LABEL: owner}}),
+            ),
+            None => json(
+                404,
+                serde_json::json!({"message": format!("network {} not found", percent(r))}),
             ),
         },
         ("POST", ["volumes", "create"]) => json(
@@ -598,4 +616,40 @@ async fn a_network_create_always_checks_for_duplicate_names() {
         assert_eq!(v["CheckDuplicate"], true, "{body}: {v}");
         assert_eq!(v["Labels"][LABEL], "a");
     }
+}
+
+/// Red-team: the engine picks the network of an endpoint by the endpoint's
+/// `NetworkID` when one is given for a user-defined network (moby's
+/// `getNetworkID`), not by the name the broker checked: a tenant named its
+/// own network and gave another tenant's network ID, in a container create
+/// (`NetworkingConfig.EndpointsConfig`) or a network connect
+/// (`EndpointConfig`), and its container joined the other tenant's network.
+#[tokio::test]
+async fn an_endpoints_network_id_is_checked_like_its_name() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    let n = s.seen.forwarded().len();
+    for id in [NET_B, "net-b", &NET_B[..6], "nothere"] {
+        let body = format!(
+            r#"{{"Image":"x","HostConfig":{{"NetworkMode":"net-a"}},"NetworkingConfig":{{"EndpointsConfig":{{"net-a":{{"NetworkID":"{id}"}}}}}}}}"#
+        );
+        let resp = c.call(&post("/v1.41/containers/create", &body)).await;
+        assert_eq!(resp.status, 404, "{id}: {}", resp.text());
+        assert_eq!(resp.message(), format!("network {id} not found"));
+        let body = format!(r#"{{"Container":"web-a","EndpointConfig":{{"networkid":"{id}"}}}}"#);
+        let resp = c.call(&post("/v1.41/networks/net-a/connect", &body)).await;
+        assert_eq!(resp.status, 404, "{id}: {}", resp.text());
+        assert_eq!(resp.message(), format!("network {id} not found"));
+    }
+    assert_eq!(s.seen.forwarded().len(), n, "nothing forwarded");
+    // The tenant's own network by ID is fine.
+    let body = format!(
+        r#"{{"Image":"x","NetworkingConfig":{{"EndpointsConfig":{{"net-a":{{"NetworkID":"{NET_A}"}}}}}}}}"#
+    );
+    let resp = c.call(&post("/v1.41/containers/create", &body)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let body = format!(r#"{{"Container":"web-a","EndpointConfig":{{"NetworkID":"{NET_A}"}}}}"#);
+    let resp = c.call(&post("/v1.41/networks/net-a/connect", &body)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(s.seen.forwarded().len(), n + 2);
 }

@@ -196,6 +196,7 @@ async fn object(
                     return Err(missing(Kind::Container, &link));
                 }
             }
+            endpoint_networks(engine, tenant, &b).await?;
             if let Some(cid) = container_id {
                 let nb = body::attach_with_id(&b, &cid)
                     .map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?;
@@ -267,6 +268,7 @@ async fn create(
                     (k, _) => return Err(missing(k, &r.name)),
                 }
             }
+            endpoint_networks(engine, tenant, &stamped).await?;
         }
         CreateKind::Volume => {
             // The engine reads `name`, `NAME`, … as `Name` too.
@@ -293,6 +295,22 @@ async fn create(
         CreateKind::Network => {}
     }
     out.set_json_body(stamped);
+    Ok(())
+}
+
+/// An endpoint's `NetworkID` chooses the network the engine attaches to
+/// (over the name the request gives): it must be the tenant's own network.
+async fn endpoint_networks(engine: &Engine<'_>, tenant: &str, b: &[u8]) -> Result<(), Refusal> {
+    let ids =
+        body::endpoint_network_ids(b).map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?;
+    for id in ids {
+        if !matches!(
+            engine.owner(Kind::Network, &id, tenant).await?,
+            Owner::Own(_)
+        ) {
+            return Err(missing(Kind::Network, &id));
+        }
+    }
     Ok(())
 }
 

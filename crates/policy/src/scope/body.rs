@@ -329,6 +329,39 @@ fn bind_volume(s: &str) -> Option<&str> {
     }
 }
 
+/// The networks an endpoint names by `NetworkID`: in a container create
+/// (`NetworkingConfig.EndpointsConfig.*.NetworkID`) or a network connect
+/// (`EndpointConfig.NetworkID`). For a user-defined network the engine
+/// attaches to the network with that ID (or name, or prefix), not to the one
+/// named by the key or the path (moby's `getNetworkID`), so each must be
+/// checked like a reference. No Docker client sends one.
+pub fn endpoint_network_ids(body: &[u8]) -> Result<Vec<String>, BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let tree: Json =
+        serde_json::from_slice(body).map_err(|e| BodyError(format!("body is not JSON: {e}")))?;
+    let create = tree
+        .fields("NetworkingConfig")
+        .flat_map(|nc| nc.fields("EndpointsConfig"))
+        .flat_map(|eps| match eps {
+            Json::Object(eps) => eps.iter().map(|(_, ep)| ep).collect(),
+            _ => Vec::new(),
+        });
+    let connect = tree.fields("EndpointConfig");
+    let mut out: Vec<String> = create
+        .chain(connect)
+        .flat_map(|ep| ep.fields("NetworkID"))
+        .filter_map(|v| match v {
+            Json::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// The container a network connect/disconnect body names (`Container`).
 pub fn attach_container(body: &[u8]) -> Result<Vec<String>, BodyError> {
     let tree: Json = serde_json::from_slice(body)
@@ -482,6 +515,29 @@ mod tests {
         ] {
             let e = stamp(CreateKind::Container, body.as_bytes(), "a").unwrap_err();
             assert!(e.0.contains(want), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn endpoint_network_ids_are_listed() {
+        for (body, want) in [
+            (
+                r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"NetworkID":"x"},"b":{"networkid":"y"},"c":{}}}}"#,
+                vec!["x", "y"],
+            ),
+            (
+                r#"{"Container":"c","EndpointConfig":{"NETWORKID":"z"}}"#,
+                vec!["z"],
+            ),
+            (r#"{"EndpointConfig":{"NetworkID":""}}"#, vec![]),
+            (r#"{"Image":"x"}"#, vec![]),
+            ("", vec![]),
+        ] {
+            assert_eq!(
+                endpoint_network_ids(body.as_bytes()).unwrap(),
+                want,
+                "{body}"
+            );
         }
     }
 
