@@ -70,7 +70,7 @@ async fn answer(req: Request<hyper::body::Incoming>, seen: Seen) -> Response<Ful
     seen.0
         .lock()
         .unwrap()
-        .push((method.clone(), target.clone(), body));
+        .push((method.clone(), target.clone(), body.clone()));
     let path = target.split('?').next().unwrap().to_string();
     let path = path.strip_prefix("/v1.41").unwrap_or(&path);
     let segs: Vec<&str> = path.split('/').skip(1).collect();
@@ -126,6 +126,12 @@ async fn answer(req: Request<hyper::body::Incoming>, seen: Seen) -> Response<Ful
                 serde_json::json!({"message": format!("network {} not found", percent(r))}),
             ),
         },
+        // A create of a name another tenant took in between: the engine
+        // answers with the existing volume (its create is idempotent).
+        ("POST", ["volumes", "create"]) if body.windows(6).any(|w| w == b"racy-b") => json(
+            201,
+            serde_json::json!({"Name": "racy-b", "Labels": {LABEL: "b"}, "Mountpoint": "/secret/racy-b"}),
+        ),
         ("POST", ["volumes", "create"]) => json(
             201,
             serde_json::json!({"Name": "x", "Labels": {LABEL: "a"}}),
@@ -652,4 +658,23 @@ async fn an_endpoints_network_id_is_checked_like_its_name() {
     let resp = c.call(&post("/v1.41/networks/net-a/connect", &body)).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(s.seen.forwarded().len(), n + 2);
+}
+
+/// Red-team: a volume name free when the broker looked could be taken by
+/// another tenant before the engine's create, which then answers `201` with
+/// that tenant's existing volume (labels, mount point) instead of creating
+/// one. The answer is checked: someone else's volume is a `409`.
+#[tokio::test]
+async fn a_volume_create_that_returns_someone_elses_volume_is_a_conflict() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    let resp = c
+        .call(&post("/v1.41/volumes/create", r#"{"Name":"racy-b"}"#))
+        .await;
+    assert_eq!(resp.status, 409, "{}", resp.text());
+    assert!(!resp.text().contains("/secret"), "{}", resp.text());
+    let resp = c
+        .call(&post("/v1.41/volumes/create", r#"{"Name":"mine"}"#))
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text());
 }

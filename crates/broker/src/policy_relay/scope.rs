@@ -281,6 +281,21 @@ async fn create(
                     ))));
                 }
             }
+            // A name taken by another tenant after that check: the engine's
+            // create is idempotent and answers with the existing volume.
+            let (t, name) = (tenant.to_string(), name.to_string());
+            out.filter_response(Box::new(move |status, b| {
+                if !(200..300).contains(&status) {
+                    return Ok(b);
+                }
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                if response::owned_by(&v, &t) {
+                    return Ok(b);
+                }
+                Err(Synthetic::conflict(format!(
+                    "volume name {name} is already in use by another tenant; choose another name"
+                )))
+            }));
         }
         CreateKind::Commit => {
             let q = out.target().query.clone();
