@@ -678,3 +678,46 @@ async fn a_volume_create_that_returns_someone_elses_volume_is_a_conflict() {
         .await;
     assert_eq!(resp.status, 201, "{}", resp.text());
 }
+
+/// Red-team: a container create named its references by the name the client
+/// gave; the engine resolves a name (then an ID prefix) when it reads the
+/// body, so a tenant that renamed its own container away in between made the
+/// name resolve, as a prefix, to another tenant's container (`VolumesFrom`,
+/// `container:` modes, links). They are forwarded by the ID checked.
+#[tokio::test]
+async fn create_references_are_forwarded_by_the_id_checked() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    let resp = c
+        .call(&post(
+            "/v1.41/containers/create",
+            r#"{"Image":"x","HostConfig":{"VolumesFrom":["web-a:ro"],"NetworkMode":"container:web-a","Links":["/web-a:/me/al"]}}"#,
+        ))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let (_, _, body) = s.seen.forwarded().pop().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["HostConfig"]["VolumesFrom"],
+        serde_json::json!([format!("{ID_A}:ro")])
+    );
+    assert_eq!(v["HostConfig"]["NetworkMode"], format!("container:{ID_A}"));
+    assert_eq!(
+        v["HostConfig"]["Links"],
+        serde_json::json!([format!("{ID_A}:al")])
+    );
+    let resp = c
+        .call(&post(
+            "/v1.41/networks/net-a/connect",
+            r#"{"Container":"web-a","EndpointConfig":{"Links":["web-a:x"]}}"#,
+        ))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let (_, _, body) = s.seen.forwarded().pop().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["Container"], ID_A);
+    assert_eq!(
+        v["EndpointConfig"]["Links"],
+        serde_json::json!([format!("{ID_A}:x")])
+    );
+}

@@ -186,19 +186,19 @@ async fn object(
                     _ => return Err(missing(Kind::Container, name)),
                 }
             }
+            let mut ids = std::collections::HashMap::new();
             for link in
                 body::attach_links(&b).map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?
             {
-                if !matches!(
-                    engine.owner(Kind::Container, &link, tenant).await?,
-                    Owner::Own(_)
-                ) {
-                    return Err(missing(Kind::Container, &link));
-                }
+                match engine.owner(Kind::Container, &link, tenant).await? {
+                    Owner::Own(id) => ids.insert(link, id),
+                    _ => return Err(missing(Kind::Container, &link)),
+                };
             }
             endpoint_networks(engine, tenant, &b).await?;
             if let Some(cid) = container_id {
                 let nb = body::attach_with_id(&b, &cid)
+                    .and_then(|nb| body::with_container_ids(&nb, &ids))
                     .map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?;
                 out.set_json_body(nb);
             }
@@ -244,7 +244,7 @@ async fn create(
     out: &mut Outgoing,
 ) -> Result<(), Refusal> {
     let invalid = |e: &dyn std::fmt::Display| Refusal::Answer(Synthetic::invalid(e.to_string()));
-    let stamped =
+    let mut stamped =
         body::stamp(kind, out.body().unwrap_or_default(), tenant).map_err(|e| invalid(&e))?;
     match kind {
         CreateKind::Container => {
@@ -261,14 +261,21 @@ async fn create(
                 }
             }
             scrub_conflicts(out);
+            // Containers are forwarded by the ID checked here (a name can
+            // resolve to another container by the time the engine reads it).
+            let mut ids = std::collections::HashMap::new();
             for r in body::references(&stamped).map_err(|e| invalid(&e))? {
                 match (r.kind, engine.owner(r.kind, &r.name, tenant).await?) {
+                    (Kind::Container, Owner::Own(id)) => {
+                        ids.insert(r.name, id);
+                    }
                     (_, Owner::Own(_) | Owner::Shared(_)) => {}
                     (Kind::Volume, Owner::Absent) => create_volume(engine, tenant, &r.name).await?,
                     (k, _) => return Err(missing(k, &r.name)),
                 }
             }
             endpoint_networks(engine, tenant, &stamped).await?;
+            stamped = body::with_container_ids(&stamped, &ids).map_err(|e| invalid(&e))?;
         }
         CreateKind::Volume => {
             // The engine reads `name`, `NAME`, … as `Name` too.

@@ -309,6 +309,113 @@ pub fn references(body: &[u8]) -> Result<Vec<Reference>, BodyError> {
     Ok(out)
 }
 
+/// The body with every container it names ([`references`], and the links of
+/// a network connect's `EndpointConfig`) replaced by the full ID the broker
+/// resolved: `ids` maps a reference as listed to its ID. The engine resolves
+/// a name, then an ID prefix, at its own time: a tenant that renamed its own
+/// container away in between could otherwise make the name resolve, as a
+/// prefix, to another tenant's container. Links keep their alias.
+pub fn with_container_ids(
+    body: &[u8],
+    ids: &std::collections::HashMap<String, String>,
+) -> Result<Vec<u8>, BodyError> {
+    if ids.is_empty() {
+        return Ok(body.to_vec());
+    }
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|e| BodyError(format!("body is not JSON: {e}")))?;
+    let id_of = |name: &str| ids.get(name.trim()).cloned();
+    let Value::Object(top) = &mut value else {
+        return Ok(body.to_vec());
+    };
+    // The top level is read as a HostConfig too (deprecated embedded form).
+    host_config_ids(top, &id_of);
+    for (k, v) in top.iter_mut() {
+        let Value::Object(obj) = v else { continue };
+        if go_fold_eq(k, "HostConfig") {
+            host_config_ids(obj, &id_of);
+        } else if go_fold_eq(k, "EndpointConfig") {
+            links_ids(obj, &id_of);
+        } else if go_fold_eq(k, "NetworkingConfig") {
+            for (ek, eps) in obj.iter_mut() {
+                let (true, Value::Object(eps)) = (go_fold_eq(ek, "EndpointsConfig"), eps) else {
+                    continue;
+                };
+                for ep in eps.values_mut() {
+                    if let Value::Object(ep) = ep {
+                        links_ids(ep, &id_of);
+                    }
+                }
+            }
+        }
+    }
+    Ok(serde_json::to_vec(&value).expect("a JSON value serializes"))
+}
+
+fn host_config_ids(hc: &mut Map<String, Value>, id_of: &dyn Fn(&str) -> Option<String>) {
+    for (k, v) in hc.iter_mut() {
+        if go_fold_eq(k, "VolumesFrom") {
+            let Value::Array(items) = v else { continue };
+            for item in items {
+                let Value::String(s) = item else { continue };
+                let (name, rest) = match s.split_once(':') {
+                    Some((n, r)) => (n, Some(r)),
+                    None => (s.as_str(), None),
+                };
+                if let Some(id) = id_of(name) {
+                    *s = match rest {
+                        Some(r) => format!("{id}:{r}"),
+                        None => id,
+                    };
+                }
+            }
+        } else if [
+            "NetworkMode",
+            "PidMode",
+            "IpcMode",
+            "Cgroup",
+            "UTSMode",
+            "UsernsMode",
+        ]
+        .iter()
+        .any(|f| go_fold_eq(k, f))
+        {
+            let Value::String(s) = v else { continue };
+            if let Some(id) = s.strip_prefix("container:").and_then(id_of) {
+                *s = format!("container:{id}");
+            }
+        }
+    }
+    links_ids(hc, id_of);
+}
+
+/// `Links` entries `name[:alias]` → `ID:alias`, the alias the engine would
+/// have read (its `ParseLink`: no alias means the name; `/name:/parent/alias`
+/// means `alias`).
+fn links_ids(obj: &mut Map<String, Value>, id_of: &dyn Fn(&str) -> Option<String>) {
+    for (k, v) in obj.iter_mut() {
+        if !go_fold_eq(k, "Links") {
+            continue;
+        }
+        let Value::Array(items) = v else { continue };
+        for item in items {
+            let Value::String(s) = item else { continue };
+            let parts: Vec<&str> = s.split(':').collect();
+            let alias = match parts.as_slice() {
+                [one] => one.to_string(),
+                [name, alias] if name.starts_with('/') => {
+                    alias.rsplit('/').next().unwrap_or(alias).to_string()
+                }
+                [_, alias] => alias.to_string(),
+                _ => continue, // the engine refuses it
+            };
+            if let Some(id) = id_of(link_target(s)) {
+                *s = format!("{id}:{alias}");
+            }
+        }
+    }
+}
+
 /// The container of a link `name[:alias]` (a leading `/` is the engine's
 /// name form).
 fn link_target(s: &str) -> &str {
@@ -429,303 +536,5 @@ pub fn attach_with_id(body: &[u8], id: &str) -> Result<Vec<u8>, BodyError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stamped(kind: CreateKind, body: &str) -> Value {
-        serde_json::from_slice(&stamp(kind, body.as_bytes(), "a").unwrap()).unwrap()
-    }
-
-    #[test]
-    fn stamps_every_create_kind() {
-        for kind in [
-            CreateKind::Container,
-            CreateKind::Volume,
-            CreateKind::Network,
-            CreateKind::Commit,
-        ] {
-            for (body, want_other) in [
-                ("", None),
-                ("  ", None),
-                ("{}", None),
-                (r#"{"Labels":null}"#, None),
-                (r#"{"Labels":{}}"#, None),
-                (r#"{"Labels":{"k":"v"}}"#, Some("v")),
-                (r#"{"labels":{"k":"v"}}"#, Some("v")),
-                (r#"{"LABELS":{"k":"v"}}"#, Some("v")),
-                (r#"{"Labelſ":{"k":"v"}}"#, Some("v")),
-                (
-                    r#"{"Labels":{"k":"v","io.sockbroker.tenant":"b"}}"#,
-                    Some("v"),
-                ),
-                (r#"{"Labels":{"io.sockbroker.tenant":"a"}}"#, None),
-            ] {
-                let v = stamped(kind, body);
-                let obj = v.as_object().unwrap();
-                let label_keys: Vec<&String> =
-                    obj.keys().filter(|k| go_fold_eq(k, "Labels")).collect();
-                assert_eq!(label_keys, ["Labels"], "{body}");
-                assert_eq!(v["Labels"][LABEL], "a", "{kind:?} {body}");
-                assert_eq!(
-                    v["Labels"].get("k").and_then(Value::as_str),
-                    want_other,
-                    "{body}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn other_casings_of_the_label_key_are_other_labels() {
-        let v = stamped(
-            CreateKind::Container,
-            r#"{"Labels":{"IO.SOCKBROKER.TENANT":"b","io.sockbroker.tenant ":"b"}}"#,
-        );
-        assert_eq!(v["Labels"][LABEL], "a");
-        assert_eq!(v["Labels"]["IO.SOCKBROKER.TENANT"], "b");
-    }
-
-    #[test]
-    fn spoofing_and_malformed_bodies_are_refused() {
-        for (body, want) in [
-            (
-                r#"{"Labels":{"k":"v"},"labels":{"io.sockbroker.tenant":"b"}}"#,
-                "more than one Labels",
-            ),
-            (
-                r#"{"Labels":{},"Labels":{"io.sockbroker.tenant":"b"}}"#,
-                "repeats the key \"Labels\"",
-            ),
-            (
-                r#"{"Labels":{"io.sockbroker.tenant":"a","io.sockbroker.tenant":"b"}}"#,
-                "repeats the key",
-            ),
-            (
-                r#"{"HostConfig":{"Binds":[],"Binds":["v:/x"]}}"#,
-                "repeats the key \"Binds\"",
-            ),
-            (r#"{"Labels":"x"}"#, "not a string"),
-            (r#"{"Labels":["io.sockbroker.tenant=b"]}"#, "not a list"),
-            (r#"{"Labels":1}"#, "not a number"),
-            ("[]", "not a JSON object"),
-            ("null", "not a JSON object"),
-            ("{", "not JSON"),
-            ("{} {}", "not JSON"),
-            ("\u{0}", "not JSON"),
-        ] {
-            let e = stamp(CreateKind::Container, body.as_bytes(), "a").unwrap_err();
-            assert!(e.0.contains(want), "{body}: {e}");
-        }
-    }
-
-    #[test]
-    fn endpoint_network_ids_are_listed() {
-        for (body, want) in [
-            (
-                r#"{"NetworkingConfig":{"EndpointsConfig":{"a":{"NetworkID":"x"},"b":{"networkid":"y"},"c":{}}}}"#,
-                vec!["x", "y"],
-            ),
-            (
-                r#"{"Container":"c","EndpointConfig":{"NETWORKID":"z"}}"#,
-                vec!["z"],
-            ),
-            (r#"{"EndpointConfig":{"NetworkID":""}}"#, vec![]),
-            (r#"{"Image":"x"}"#, vec![]),
-            ("", vec![]),
-        ] {
-            assert_eq!(
-                endpoint_network_ids(body.as_bytes()).unwrap(),
-                want,
-                "{body}"
-            );
-        }
-    }
-
-    #[test]
-    fn create_names_are_read_in_any_key_casing() {
-        for (body, want) in [
-            (r#"{"Name":"v"}"#, Some("v")),
-            (r#"{"name":"v"}"#, Some("v")),
-            (r#"{"NAME":"v"}"#, Some("v")),
-            (r#"{"Names":"v"}"#, None),
-            (r#"{"Name":1}"#, None),
-            (r#"{}"#, None),
-            ("", None),
-        ] {
-            assert_eq!(
-                create_name(body.as_bytes()).unwrap().as_deref(),
-                want,
-                "{body}"
-            );
-        }
-        assert!(create_name(br#"{"Name":"a","name":"b"}"#).is_err());
-    }
-
-    #[test]
-    fn network_creates_always_check_duplicate_names() {
-        for body in [
-            r#"{"Name":"n"}"#,
-            r#"{"Name":"n","CheckDuplicate":false}"#,
-            r#"{"Name":"n","checkDuplicate":false}"#,
-        ] {
-            let v = stamped(CreateKind::Network, body);
-            let keys: Vec<&String> = v
-                .as_object()
-                .unwrap()
-                .keys()
-                .filter(|k| go_fold_eq(k, "CheckDuplicate"))
-                .collect();
-            assert_eq!(keys, ["CheckDuplicate"], "{body}");
-            assert_eq!(v["CheckDuplicate"], true, "{body}");
-        }
-    }
-
-    #[test]
-    fn networks_from_other_networks_are_refused() {
-        for body in [
-            r#"{"Name":"n","ConfigFrom":{"Network":"x"}}"#,
-            r#"{"configfrom":{}}"#,
-        ] {
-            let e = stamp(CreateKind::Network, body.as_bytes(), "a").unwrap_err();
-            assert!(e.0.contains("ConfigFrom"), "{e}");
-        }
-        assert!(stamp(
-            CreateKind::Network,
-            br#"{"Name":"n","ConfigFrom":null}"#,
-            "a"
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn mount_volume_options_are_stamped() {
-        let v = stamped(
-            CreateKind::Container,
-            r#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","VolumeOptions":{"Labels":{"io.sockbroker.tenant":"b"}}},{"Type":"volume","Source":"w","volumeoptions":{}}]}}"#,
-        );
-        assert_eq!(
-            v["HostConfig"]["Mounts"][0]["VolumeOptions"]["Labels"][LABEL],
-            "a"
-        );
-        assert_eq!(
-            v["HostConfig"]["Mounts"][1]["volumeoptions"]["Labels"][LABEL],
-            "a"
-        );
-        let e = stamp(
-            CreateKind::Container,
-            br#"{"HostConfig":{"Mounts":[{"VolumeOptions":{"Labels":{},"labels":{}}}]}}"#,
-            "a",
-        )
-        .unwrap_err();
-        assert!(e.0.contains("more than one Labels"), "{e}");
-    }
-
-    #[test]
-    fn everything_else_is_kept() {
-        let body = r#"{"Image":"x","Cmd":["sh","-c","echo"],"HostConfig":{"Memory":1048576,"NanoCpus":1.5e9,"hostconfig":1},"Env":null}"#;
-        let v = stamped(CreateKind::Container, body);
-        assert_eq!(v["Image"], "x");
-        assert_eq!(v["Cmd"][2], "echo");
-        assert_eq!(v["HostConfig"]["Memory"], 1048576);
-        assert_eq!(v["HostConfig"]["hostconfig"], 1);
-        assert!(v["Env"].is_null());
-    }
-
-    fn refs(body: &str) -> Vec<(Kind, String)> {
-        references(body.as_bytes())
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.kind, r.name))
-            .collect()
-    }
-
-    #[test]
-    fn references_in_create_bodies() {
-        use Kind::*;
-        let c = |s: &str| (Container, s.to_string());
-        let v = |s: &str| (Volume, s.to_string());
-        let n = |s: &str| (Network, s.to_string());
-        for (body, want) in [
-            ("", vec![]),
-            (r#"{"Image":"x"}"#, vec![]),
-            (
-                r#"{"HostConfig":{"VolumesFrom":["db:ro","web"]}}"#,
-                vec![c("db"), c("web")],
-            ),
-            (
-                r#"{"HostConfig":{"NetworkMode":"container:db"}}"#,
-                vec![c("db")],
-            ),
-            (
-                r#"{"HostConfig":{"PidMode":"container:p","IpcMode":"container:i","Cgroup":"container:g"}}"#,
-                vec![c("g"), c("i"), c("p")],
-            ),
-            (
-                r#"{"HostConfig":{"NetworkMode":"none","PidMode":"host","IpcMode":"private"}}"#,
-                vec![],
-            ),
-            (
-                r#"{"HostConfig":{"NetworkMode":"mynet"}}"#,
-                vec![n("mynet")],
-            ),
-            (
-                r#"{"HostConfig":{"Links":["/db:db","cache"]}}"#,
-                vec![c("cache"), c("db")],
-            ),
-            (
-                r#"{"HostConfig":{"Binds":["data:/data","/srv:/srv:ro","anon","c:/x:rw"]}}"#,
-                vec![v("c"), v("data")],
-            ),
-            (
-                r#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"m"},{"Type":"bind","Source":"/x"},{"Type":"volume"}]}}"#,
-                vec![v("m")],
-            ),
-            (
-                r#"{"NetworkingConfig":{"EndpointsConfig":{"none":{},"mynet":{"Links":["l:x"]}}}}"#,
-                vec![c("l"), n("mynet")],
-            ),
-            // Go's key folding, the embedded HostConfig, and every copy are read.
-            (
-                r#"{"hostconfig":{"volumesfrom":["a"]},"VolumesFrom":["b"],"HostConfig":{"VolumesFrom":["c"]}}"#,
-                vec![c("a"), c("b"), c("c")],
-            ),
-            (r#"{"HostConfig":{"Linkſ":["k"]}}"#, vec![c("k")]),
-            (
-                r#"{"HostConfig":{"VolumesFrom":["x"],"VolumesFrom":["x"]}}"#,
-                vec![c("x")],
-            ),
-        ] {
-            assert_eq!(refs(body), want, "{body}");
-        }
-        assert!(references(b"{").is_err());
-    }
-
-    #[test]
-    fn network_attach_links() {
-        assert_eq!(
-            attach_links(
-                br#"{"Container":"a","EndpointConfig":{"Links":["/db:db","x"],"links":["y:z"]}}"#
-            )
-            .unwrap(),
-            ["db", "x", "y"]
-        );
-        assert!(attach_links(br#"{"Container":"a"}"#).unwrap().is_empty());
-    }
-
-    #[test]
-    fn network_attach_bodies() {
-        assert_eq!(
-            attach_container(br#"{"Container":"web"}"#).unwrap(),
-            ["web"]
-        );
-        assert_eq!(
-            attach_container(br#"{"container":"a","Container":"b"}"#).unwrap(),
-            ["a", "b"]
-        );
-        assert!(attach_container(b"{}").is_err());
-        let out = attach_with_id(br#"{"container":"web","EndpointConfig":{}}"#, "abc").unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["Container"], "abc");
-        assert!(v.get("container").is_none());
-    }
-}
+#[path = "body_tests.rs"]
+mod tests;
