@@ -42,6 +42,32 @@ pub fn warning(file: &Path, tenant: &str) -> String {
     )
 }
 
+/// The tenants (sorted by name) with `scope: own` whose creates are not
+/// inspected (`preset: full`, or allow rules without a preset): scope
+/// confines the objects they name, not what their containers reach on the
+/// host, so a privileged container or a bind mount of the engine's data root
+/// would still reach every other tenant (docs/security.md).
+pub fn unchecked_scope(config: &Config) -> Vec<String> {
+    use crate::policy::Preset;
+    config
+        .tenants
+        .values()
+        .filter(|t| match &t.access {
+            AccessPolicy::Scoped(p) => matches!(p.preset, None | Some(Preset::Full)),
+            _ => false,
+        })
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+/// The warning for one such tenant.
+pub fn scope_warning(file: &Path, tenant: &str) -> String {
+    format!(
+        "warning: {}: tenant {tenant:?} has `scope: own` without `preset: userns-safe` or          `read-only`: its container creates are not inspected, so a privileged container or          a bind mount of the engine's data root still reaches every other tenant's objects.          Add `preset: userns-safe` (docs/security.md, \"Scope is not a sandbox by itself\")",
+        file.display()
+    )
+}
+
 /// Run `sockbroker check --config PATH`: exit 0 when valid (warnings go to
 /// stderr and do not change that), 1 with every error when not.
 pub fn run(path: &Path) -> ExitCode {
@@ -54,7 +80,11 @@ pub fn run(path: &Path) -> ExitCode {
             for name in &defaulted {
                 eprintln!("{}", warning(path, name));
             }
-            let warned = match defaulted.len() {
+            let unchecked = unchecked_scope(&cfg);
+            for name in &unchecked {
+                eprintln!("{}", scope_warning(path, name));
+            }
+            let warned = match defaulted.len() + unchecked.len() {
                 0 => String::new(),
                 n => format!(", {n} warning(s)"),
             };
@@ -103,6 +133,25 @@ mod tests {
         // A default policy that tenant `b` overrides with full: b chose it.
         let ro = format!("defaults:\n  access: read-only\n{TENANTS}");
         assert!(defaulted(&ro).is_empty());
+    }
+
+    #[test]
+    fn scoped_tenants_without_body_checks_are_named() {
+        let text = format!(
+            "{TENANTS}  d:\n    listen: /run/x/d.sock\n    uid: 1\n    gid: 1\n    \
+             access: {{preset: full, scope: own}}\n  \
+             e:\n    listen: /run/x/e.sock\n    uid: 1\n    gid: 1\n    \
+             access: {{preset: userns-safe, scope: own}}\n  \
+             f:\n    listen: /run/x/f.sock\n    uid: 1\n    gid: 1\n    \
+             access: {{allow: ['GET /**'], scope: own}}\n"
+        );
+        let cfg = config::parse(&text, Path::new("t.yaml"), &SubIdFiles::from_env()).unwrap();
+        assert_eq!(unchecked_scope(&cfg), ["d", "f"]);
+        let w = scope_warning(Path::new("t.yaml"), "d");
+        assert!(
+            w.contains("tenant \"d\"") && w.contains("preset: userns-safe"),
+            "{w}"
+        );
     }
 
     #[test]
