@@ -239,8 +239,9 @@ pub enum Decision {
 
 /// `read-only` is monitoring: GET and HEAD on the engine's known routes,
 /// without protocol upgrades (attach), file contents (`archive`, `export`,
-/// image tarballs) or swarm secrets (the unlock key, the join tokens in
-/// `GET /swarm`). An allow rule opens any of these per tenant.
+/// image tarballs), swarm secrets (the unlock key, the join tokens in
+/// `GET /swarm`) or requests the engine makes to a registry (`images/search`,
+/// `distribution`). An allow rule opens any of these per tenant.
 fn read_only_refuses(method: &str, route: &Route, upgrade: bool) -> Option<String> {
     let m = method.to_ascii_uppercase();
     if m != "GET" && m != "HEAD" {
@@ -265,6 +266,16 @@ fn read_only_refuses(method: &str, route: &Route, upgrade: bool) -> Option<Strin
         (&["images", "*", "get"], "image contents"),
         (&["swarm", "unlockkey"], "swarm unlock key"),
         (&["swarm"], "swarm join tokens"),
+        // The engine contacts the registry the term or name names, from the
+        // host's network (plain HTTP for one on 127.0.0.0/8).
+        (
+            &["images", "search"],
+            "registry requests from the host's network",
+        ),
+        (
+            &["distribution", "*", "json"],
+            "registry requests from the host's network",
+        ),
     ] {
         if route.is(segs) {
             return Some(format!("read-only: {what}"));

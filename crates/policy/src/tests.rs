@@ -382,6 +382,11 @@ fn read_only_is_monitoring() {
         ("GET", "/v4.0.0/libpod/containers/abc/archive"),
         ("GET", "/libpod/secrets/s/json?showsecret=true"),
         ("GET", "/containers/json/extra"),
+        // The engine contacts the registry named in the term or the name,
+        // from the host's network (a registry on 127.0.0.1 is spoken to in
+        // plain HTTP): not monitoring.
+        ("GET", "/images/search?term=127.0.0.1:2375/x"),
+        ("GET", "/v1.41/distribution/127.0.0.1:5000/x:latest/json"),
     ] {
         assert!(
             matches!(decide(&p, m, t), Decision::Deny(_)),
