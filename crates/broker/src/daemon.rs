@@ -333,6 +333,7 @@ impl Daemon {
         d.status = d.status_line();
         if let Some(pipe) = ready_pipe {
             upgrade::tell_ready(pipe);
+            d.metrics.record_upgrade(true);
             notify::release();
             let pid = std::process::id();
             tracing::info!(
@@ -414,7 +415,7 @@ impl Daemon {
                 }
                 Trigger::Upgrade => match self.upgrade().await {
                     Ok(pid) => {
-                        self.metrics.record_upgrade(true);
+                        // Counted by the new process, which is the one scraped from now on.
                         tracing::info!(new_pid = pid, max_drain = ?self.sup.max_drain(),
                             "upgrade: handed over to the new process; serving open connections until they end");
                         return self.drain(Stop::KeepSockets, triggers, true).await;
@@ -450,7 +451,15 @@ impl Daemon {
         mut triggers: mpsc::Receiver<Trigger>,
         handed_over: bool,
     ) -> Exit {
-        let Daemon { sup, http, .. } = self;
+        let Daemon { sup, mut http, .. } = self;
+        if handed_over {
+            // The new process answers /metrics now, on the same listener: if
+            // both accepted, scrapes would alternate between two processes'
+            // counters. The socket file stays (the new process serves it).
+            if let Some(h) = http.take() {
+                h.stop_keeping_socket();
+            }
+        }
         let drain = sup.shutdown(how);
         tokio::pin!(drain);
         let exit = loop {

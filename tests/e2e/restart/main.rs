@@ -141,6 +141,41 @@ fn failed_upgrade_leaves_the_old_process_serving() {
     }
 }
 
+/// While the old process drains after an upgrade, only the new one answers
+/// on the metrics listener: both accepting on it made scrapes alternate
+/// between the two processes' counters (a reset on every other scrape), and
+/// the success was counted where nobody could scrape it.
+#[test]
+fn after_an_upgrade_only_the_new_process_answers_metrics() {
+    let _serial = serial();
+    let s = Scene::new();
+    let (exe, mut old, addr) = upgrade_scene(&s, &["a"], &[]);
+    // Keeps the old process draining (its only connection).
+    let mut stream = echo_conn(&s.sock("a"), b"before\n");
+    install_by_rename(&broker_bin(), &exe);
+    old.signal(Signal::SIGUSR2);
+    let new = new_pid(&old);
+    for i in 0..30 {
+        let (code, body) = http_get(&addr, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(
+            metric_value(&body, "sockbroker_connections_active{tenant=\"a\"}"),
+            Some(0.0),
+            "scrape {i} was answered by the old process: {body}"
+        );
+        assert_eq!(
+            metric_value(&body, "sockbroker_upgrades_total{result=\"success\"}"),
+            Some(1.0),
+            "scrape {i}: {body}"
+        );
+    }
+    assert!(old.child.try_wait().unwrap().is_none());
+    echo_again(&mut stream, b"still served\n");
+    drop(stream);
+    assert_eq!(old.wait_exit(DEADLINE).code(), Some(0), "{}", old.logs());
+    assert!(new.alive());
+}
+
 #[test]
 fn handed_over_sockets_are_adopted_and_mismatched_ones_closed() {
     let _serial = serial();
