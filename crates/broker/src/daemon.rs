@@ -93,6 +93,10 @@ pub enum ReloadOutcome {
     Recovered,
     /// New content, applied.
     Applied(ApplySummary),
+    /// A file event, but the content is what the last attempt rejected:
+    /// not tried again (that error was logged and counted once). A SIGHUP
+    /// always tries again.
+    StillRejected,
 }
 
 /// Content hash of the config text last applied successfully.
@@ -221,6 +225,8 @@ pub struct Daemon {
     applied_hash: u64,
     /// Whether the last reload attempt succeeded (for "matches again").
     last_reload_ok: bool,
+    /// Hash of the config text the last attempt rejected, while it stands.
+    rejected_hash: Option<u64>,
     /// The last `STATUS=` sent.
     status: String,
     /// How to start our successor on SIGUSR2.
@@ -326,6 +332,7 @@ impl Daemon {
             served_metrics,
             applied_hash: content_hash(&text),
             last_reload_ok: true,
+            rejected_hash: None,
             status: String::new(),
             start,
             upgrade_timeout: upgrade::READY_TIMEOUT,
@@ -400,7 +407,11 @@ impl Daemon {
                     }
                     let announced = match self.reload(forced) {
                         Ok(ReloadOutcome::Applied(_)) | Err(ReloadError::Invalid(_)) => true,
-                        Ok(ReloadOutcome::Unchanged | ReloadOutcome::Recovered)
+                        Ok(
+                            ReloadOutcome::Unchanged
+                            | ReloadOutcome::Recovered
+                            | ReloadOutcome::StillRejected,
+                        )
                         | Err(ReloadError::Read(_)) => forced,
                     };
                     self.status = self.status_line();
@@ -513,6 +524,10 @@ impl Daemon {
         let r = self.try_reload(forced);
         match &r {
             Ok(ReloadOutcome::Unchanged) => {}
+            Ok(ReloadOutcome::StillRejected) => {
+                tracing::debug!("config file event, content still the rejected one; nothing to do");
+                return r;
+            }
             Ok(ReloadOutcome::Recovered) => {
                 tracing::info!("config file matches the running configuration again");
                 self.metrics.record_reload(true);
@@ -532,8 +547,16 @@ impl Daemon {
     }
 
     fn try_reload(&mut self, forced: bool) -> Result<ReloadOutcome, ReloadError> {
-        let text = config::read(&self.opts.config).map_err(ReloadError::Read)?;
+        let read = config::read(&self.opts.config);
+        if read.is_err() {
+            self.rejected_hash = None;
+        }
+        let text = read.map_err(ReloadError::Read)?;
         let hash = content_hash(&text);
+        if !forced && self.rejected_hash == Some(hash) {
+            return Ok(ReloadOutcome::StillRejected);
+        }
+        self.rejected_hash = None;
         if hash == self.applied_hash {
             tracing::debug!("config content unchanged; nothing to do");
             if forced {
@@ -549,8 +572,10 @@ impl Daemon {
         if !forced {
             notify::reloading();
         }
-        let cfg = config::parse(&text, &self.opts.config, &self.opts.subids)
-            .map_err(ReloadError::Invalid)?;
+        let cfg = config::parse(&text, &self.opts.config, &self.opts.subids).map_err(|e| {
+            self.rejected_hash = Some(hash);
+            ReloadError::Invalid(e)
+        })?;
         if cfg.metrics != self.served_metrics {
             tracing::warn!(
                 "the metrics section differs from what is served; it takes effect at the next restart"

@@ -132,6 +132,41 @@ async fn reloads_report_what_they_did() {
     assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
 }
 
+/// A file event with the rejected content unchanged is no new attempt: no
+/// second error line, no second failure counted. (A log file written next
+/// to the config turned every logged rejection into a directory event, and
+/// the broker logged the same error in a loop every debounce interval.) A
+/// SIGHUP still tries again and says why it failed.
+#[tokio::test]
+async fn the_same_rejected_file_is_not_rejected_again() {
+    let s = Scene::new();
+    s.write(&["a"], "1s");
+    let mut d = s.start().await;
+    std::fs::write(s.config(), "tenants: [").unwrap();
+    assert!(matches!(d.reload(false), Err(ReloadError::Invalid(_))));
+    for _ in 0..3 {
+        assert!(
+            matches!(d.reload(false), Ok(ReloadOutcome::StillRejected)),
+            "a file event on the same rejected content is a new attempt"
+        );
+    }
+    assert!(matches!(d.reload(true), Err(ReloadError::Invalid(_))));
+    let body = http_get_unix(&s.metrics_sock(), "/metrics").await;
+    assert!(
+        body.contains("sockbroker_config_reloads_total{result=\"failure\"} 2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("sockbroker_config_last_reload_successful 0"),
+        "{body}"
+    );
+    // A different bad text is a new attempt; the good one recovers.
+    std::fs::write(s.config(), "tenants: {").unwrap();
+    assert!(matches!(d.reload(false), Err(ReloadError::Invalid(_))));
+    s.write(&["a"], "1s");
+    assert!(matches!(d.reload(false), Ok(ReloadOutcome::Recovered)));
+}
+
 #[tokio::test]
 async fn triggers_drive_reload_and_shutdown() {
     let s = Scene::new();
