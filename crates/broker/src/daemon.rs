@@ -473,6 +473,10 @@ impl Daemon {
         }
         let drain = sup.shutdown(how);
         tokio::pin!(drain);
+        // After a handover nobody asked us to stop yet: the first stop signal
+        // (`systemctl stop` signals every process of the service) asks for
+        // what is already happening; only a second one cuts the drain short.
+        let mut stops = u8::from(!handed_over);
         let exit = loop {
             tokio::select! {
                 _ = &mut drain => {
@@ -480,6 +484,11 @@ impl Daemon {
                     break Exit::Clean;
                 }
                 t = triggers.recv() => match t {
+                    Some(Trigger::Shutdown(_)) if stops == 0 => {
+                        stops = 1;
+                        tracing::info!(
+                            "stop signal: already stopping (handed over to the new process); open connections may finish (a second signal exits at once)");
+                    }
                     Some(Trigger::Shutdown(_)) => {
                         tracing::warn!("second signal: exiting now");
                         break Exit::Immediate;

@@ -317,6 +317,63 @@ async fn a_ready_successor_takes_over_and_the_old_loop_drains() {
     assert!(s.metrics_sock().exists());
 }
 
+/// After a handover the old process is already stopping: the first stop
+/// signal (`systemctl stop` signals every process of the service) lets its
+/// open connections finish; it used to be taken for a "second signal" and
+/// cut them at once (exit 1). A second one still does.
+#[tokio::test]
+async fn after_a_handover_only_a_second_stop_cuts_the_drain() {
+    for signals in [1, 2] {
+        let s = Scene::new();
+        s.write(&["a"], "30s");
+        let mut d = s.start().await;
+        d.set_upgrade(
+            StartCommand {
+                exe: "/bin/sh".into(),
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    r#"printf 'READY\n' >&"$SOCKBROKER_READY_FD""#.into(),
+                ],
+            },
+            Duration::from_secs(10),
+        );
+        let mut open = echo(&s.sock("a"), b"before\n").await;
+        let (tx, rx) = mpsc::channel(8);
+        let run = tokio::spawn(d.run(rx));
+        tx.send(Trigger::Upgrade).await.unwrap();
+        for _ in 0..signals {
+            tx.send(Trigger::Shutdown(Stop::KeepSockets)).await.unwrap();
+        }
+        if signals == 2 {
+            let exit = tokio::time::timeout(Duration::from_secs(10), run)
+                .await
+                .expect("a second signal exits at once")
+                .unwrap();
+            assert_eq!(exit, Exit::Immediate);
+            continue;
+        }
+        // The channel is read in order: once the trigger after the stop is
+        // taken, the stop was handled (the channel has room for both).
+        tx.send(Trigger::Retry).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!run.is_finished(), "one stop signal cut the drain short");
+        open.write_all(b"still\n").await.unwrap();
+        let mut buf = [0u8; 6];
+        open.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"still\n");
+        drop(open);
+        let exit = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("drained")
+            .unwrap();
+        assert_eq!(exit, Exit::Clean);
+    }
+}
+
 /// A successor that never says it is ready is stopped after the bounded
 /// wait, and the old loop goes on serving.
 #[tokio::test]
