@@ -290,10 +290,7 @@ impl Daemon {
                 )
                 .await;
                 match r {
-                    Ok(h) => {
-                        notify::store_fd("metrics", h.listener_fd());
-                        Some(h)
-                    }
+                    Ok(h) => Some(h),
                     Err(e) => {
                         // Exiting: take the tenant sockets down with us, as a
                         // shutdown would (connections get a second at most).
@@ -324,6 +321,11 @@ impl Daemon {
             }
         }
         sup.close_unclaimed();
+        // After close_unclaimed: it drops unclaimed descriptors from the
+        // store by name, which would take ours along.
+        if let Some(h) = &http {
+            notify::store_fd("metrics", h.listener_fd());
+        }
         let mut d = Daemon {
             opts,
             sup,

@@ -241,6 +241,32 @@ fn handed_over_sockets_are_adopted_and_mismatched_ones_closed() {
     }
 }
 
+/// A handed-over `metrics` listener that no longer matches (metrics.listen
+/// was changed before a restart) is closed and dropped from the store by
+/// name; the listener bound instead must be stored after that, not before
+/// (it was removed with the stale one, so a crash lost it).
+#[test]
+fn a_metrics_listener_that_moved_stays_in_the_store() {
+    let _serial = serial();
+    let s = Scene::new();
+    let mut ns = NotifySocket::bind(s.dir.path());
+    let stale = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    write_config(
+        &s.config(),
+        &format!("metrics:\n  listen: {addr}\n{}", s.yaml(&[("a", &me(""))])),
+    );
+    let broker = start_with_fds(&s.config(), &[("metrics", stale.as_fd())], &ns.env());
+    ns.wait_line_n("READY=1", 1);
+    broker.wait_log("closing handed-over socket");
+    drop(stale);
+    assert!(matches!(http_get(&addr, "/healthz"), Ok((200, _))));
+    ns.poll();
+    let stored = ns.store.get("metrics").map_or(0, Vec::len);
+    assert_eq!(stored, 1, "{:?}", ns.messages);
+    assert!(ns.store.contains_key("a"), "{:?}", ns.messages);
+}
+
 #[test]
 fn descriptor_store_bridges_a_kill_9() {
     let _serial = serial();
