@@ -234,7 +234,11 @@ pub fn spawn(
         envp.push(e);
     }
     envp.push(format!("LISTEN_FDS={n}\0").into_bytes());
-    envp.push(format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes());
+    // No names for no sockets: an empty LISTEN_FDNAMES is one (empty) name,
+    // and a count that does not match makes the receiver reject everything.
+    if n > 0 {
+        envp.push(format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes());
+    }
     envp.push(format!("{READY_FD_ENV}={}\0", FIRST_FD + n as RawFd).into_bytes());
     let mut pid_entry = b"LISTEN_PID=".to_vec();
     pid_entry.extend_from_slice(&[0u8; PID_DIGITS]);

@@ -176,6 +176,33 @@ fn after_an_upgrade_only_the_new_process_answers_metrics() {
     assert!(new.alive());
 }
 
+/// An upgrade with nothing to hand over (the package's shipped config: no
+/// tenant; here without metrics either). `LISTEN_FDNAMES=` with zero
+/// descriptors is one empty name for zero sockets, which the new process
+/// rejected as a whole, ready pipe included: it never said ready and was
+/// killed after 30 s.
+#[test]
+fn an_upgrade_with_no_listener_hands_over() {
+    let _serial = serial();
+    let s = Scene::new();
+    write_config(&s.config(), "tenants: {}\n");
+    let exe = s.dir.path().join("sockbroker");
+    std::fs::copy(broker_bin(), &exe).unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.arg("run").arg("--config").arg(s.config());
+    let mut old = Broker::spawn(cmd);
+    old.wait_log("sockbroker started");
+    old.signal(Signal::SIGUSR2);
+    let new = new_pid(&old);
+    assert_eq!(old.wait_exit(DEADLINE).code(), Some(0), "{}", old.logs());
+    assert!(new.alive());
+    assert!(
+        !old.logs().contains("ignoring handed-over"),
+        "{}",
+        old.logs()
+    );
+}
+
 #[test]
 fn handed_over_sockets_are_adopted_and_mismatched_ones_closed() {
     let _serial = serial();
