@@ -203,6 +203,29 @@ fn an_upgrade_with_no_listener_hands_over() {
     );
 }
 
+/// `LISTEN_*` variables meant for another process (`LISTEN_PID` is not
+/// ours) are ignored without a word: the broker used to warn "invalid
+/// LISTEN_FDNAMES" (it counted zero descriptors for us against the names).
+#[test]
+fn listen_fds_for_another_pid_are_ignored_quietly() {
+    let _serial = serial();
+    let s = Scene::new();
+    write_config(&s.config(), "tenants: {}\n");
+    let mut b = Broker::start(
+        &s.config(),
+        &[],
+        &[
+            ("LISTEN_PID", "1"),
+            ("LISTEN_FDS", "1"),
+            ("LISTEN_FDNAMES", "a"),
+        ],
+    );
+    b.wait_log("sockbroker started");
+    b.signal(Signal::SIGINT);
+    assert_eq!(b.wait_exit(DEADLINE).code(), Some(0));
+    assert!(!b.logs().contains("ignoring handed-over"), "{}", b.logs());
+}
+
 #[test]
 fn handed_over_sockets_are_adopted_and_mismatched_ones_closed() {
     let _serial = serial();
