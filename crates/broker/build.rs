@@ -100,12 +100,15 @@ fn generate(dir: &Path, version: &str) -> std::io::Result<()> {
             .manual("System Administration")
             .source(format!("sockbroker {}", env!("CARGO_PKG_VERSION")))
             .render(&mut buf)?;
+        // clap_mangen titles `after_help` "EXTRA", no section a reader knows;
+        // man-pages(7) calls such text NOTES.
+        let buf = String::from_utf8_lossy(&buf).replace("\n.SH EXTRA\n", "\n.SH NOTES\n");
         // gzip -9n: best compression, no name, no time (reproducible).
         let file = std::fs::File::create(man.join(format!("{name}.8.gz")))?;
         let mut gz = flate2::GzBuilder::new()
             .mtime(0)
             .write(file, flate2::Compression::best());
-        std::io::Write::write_all(&mut gz, &buf)?;
+        std::io::Write::write_all(&mut gz, buf.as_bytes())?;
         gz.finish().map(drop)
     };
     page(cmd.clone(), "sockbroker")?;

@@ -93,6 +93,10 @@ pub enum ReloadOutcome {
     Recovered,
     /// New content, applied.
     Applied(ApplySummary),
+    /// A file event, but the content is what the last attempt rejected:
+    /// not tried again (that error was logged and counted once). A SIGHUP
+    /// always tries again.
+    StillRejected,
 }
 
 /// Content hash of the config text last applied successfully.
@@ -221,6 +225,8 @@ pub struct Daemon {
     applied_hash: u64,
     /// Whether the last reload attempt succeeded (for "matches again").
     last_reload_ok: bool,
+    /// Hash of the config text the last attempt rejected, while it stands.
+    rejected_hash: Option<u64>,
     /// The last `STATUS=` sent.
     status: String,
     /// How to start our successor on SIGUSR2.
@@ -284,10 +290,7 @@ impl Daemon {
                 )
                 .await;
                 match r {
-                    Ok(h) => {
-                        notify::store_fd("metrics", h.listener_fd());
-                        Some(h)
-                    }
+                    Ok(h) => Some(h),
                     Err(e) => {
                         // Exiting: take the tenant sockets down with us, as a
                         // shutdown would (connections get a second at most).
@@ -318,6 +321,11 @@ impl Daemon {
             }
         }
         sup.close_unclaimed();
+        // After close_unclaimed: it drops unclaimed descriptors from the
+        // store by name, which would take ours along.
+        if let Some(h) = &http {
+            notify::store_fd("metrics", h.listener_fd());
+        }
         let mut d = Daemon {
             opts,
             sup,
@@ -326,6 +334,7 @@ impl Daemon {
             served_metrics,
             applied_hash: content_hash(&text),
             last_reload_ok: true,
+            rejected_hash: None,
             status: String::new(),
             start,
             upgrade_timeout: upgrade::READY_TIMEOUT,
@@ -333,6 +342,7 @@ impl Daemon {
         d.status = d.status_line();
         if let Some(pipe) = ready_pipe {
             upgrade::tell_ready(pipe);
+            d.metrics.record_upgrade(true);
             notify::release();
             let pid = std::process::id();
             tracing::info!(
@@ -399,7 +409,11 @@ impl Daemon {
                     }
                     let announced = match self.reload(forced) {
                         Ok(ReloadOutcome::Applied(_)) | Err(ReloadError::Invalid(_)) => true,
-                        Ok(ReloadOutcome::Unchanged | ReloadOutcome::Recovered)
+                        Ok(
+                            ReloadOutcome::Unchanged
+                            | ReloadOutcome::Recovered
+                            | ReloadOutcome::StillRejected,
+                        )
                         | Err(ReloadError::Read(_)) => forced,
                     };
                     self.status = self.status_line();
@@ -414,7 +428,7 @@ impl Daemon {
                 }
                 Trigger::Upgrade => match self.upgrade().await {
                     Ok(pid) => {
-                        self.metrics.record_upgrade(true);
+                        // Counted by the new process, which is the one scraped from now on.
                         tracing::info!(new_pid = pid, max_drain = ?self.sup.max_drain(),
                             "upgrade: handed over to the new process; serving open connections until they end");
                         return self.drain(Stop::KeepSockets, triggers, true).await;
@@ -450,9 +464,21 @@ impl Daemon {
         mut triggers: mpsc::Receiver<Trigger>,
         handed_over: bool,
     ) -> Exit {
-        let Daemon { sup, http, .. } = self;
+        let Daemon { sup, mut http, .. } = self;
+        if handed_over {
+            // The new process answers /metrics now, on the same listener: if
+            // both accepted, scrapes would alternate between two processes'
+            // counters. The socket file stays (the new process serves it).
+            if let Some(h) = http.take() {
+                h.stop_keeping_socket();
+            }
+        }
         let drain = sup.shutdown(how);
         tokio::pin!(drain);
+        // After a handover nobody asked us to stop yet: the first stop signal
+        // (`systemctl stop` signals every process of the service) asks for
+        // what is already happening; only a second one cuts the drain short.
+        let mut stops = u8::from(!handed_over);
         let exit = loop {
             tokio::select! {
                 _ = &mut drain => {
@@ -460,6 +486,11 @@ impl Daemon {
                     break Exit::Clean;
                 }
                 t = triggers.recv() => match t {
+                    Some(Trigger::Shutdown(_)) if stops == 0 => {
+                        stops = 1;
+                        tracing::info!(
+                            "stop signal: already stopping (handed over to the new process); open connections may finish (a second signal exits at once)");
+                    }
                     Some(Trigger::Shutdown(_)) => {
                         tracing::warn!("second signal: exiting now");
                         break Exit::Immediate;
@@ -504,6 +535,10 @@ impl Daemon {
         let r = self.try_reload(forced);
         match &r {
             Ok(ReloadOutcome::Unchanged) => {}
+            Ok(ReloadOutcome::StillRejected) => {
+                tracing::debug!("config file event, content still the rejected one; nothing to do");
+                return r;
+            }
             Ok(ReloadOutcome::Recovered) => {
                 tracing::info!("config file matches the running configuration again");
                 self.metrics.record_reload(true);
@@ -523,8 +558,16 @@ impl Daemon {
     }
 
     fn try_reload(&mut self, forced: bool) -> Result<ReloadOutcome, ReloadError> {
-        let text = config::read(&self.opts.config).map_err(ReloadError::Read)?;
+        let read = config::read(&self.opts.config);
+        if read.is_err() {
+            self.rejected_hash = None;
+        }
+        let text = read.map_err(ReloadError::Read)?;
         let hash = content_hash(&text);
+        if !forced && self.rejected_hash == Some(hash) {
+            return Ok(ReloadOutcome::StillRejected);
+        }
+        self.rejected_hash = None;
         if hash == self.applied_hash {
             tracing::debug!("config content unchanged; nothing to do");
             if forced {
@@ -540,8 +583,10 @@ impl Daemon {
         if !forced {
             notify::reloading();
         }
-        let cfg = config::parse(&text, &self.opts.config, &self.opts.subids)
-            .map_err(ReloadError::Invalid)?;
+        let cfg = config::parse(&text, &self.opts.config, &self.opts.subids).map_err(|e| {
+            self.rejected_hash = Some(hash);
+            ReloadError::Invalid(e)
+        })?;
         if cfg.metrics != self.served_metrics {
             tracing::warn!(
                 "the metrics section differs from what is served; it takes effect at the next restart"

@@ -67,6 +67,15 @@ pub fn take() -> io::Result<Inherited> {
         return Ok(Inherited::default());
     }
     let mut out = Inherited::default();
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        // Not passed to us (inherited from a process that was handed them, or
+        // none at all): nothing to take, and nothing wrong with the names.
+        return Ok(out);
+    }
     // Names default to "unknown" when LISTEN_FDNAMES is absent.
     for (fd, name) in sd_notify::listen_fds_with_names(false)? {
         // SAFETY: `fd` is in 3..3+LISTEN_FDS and LISTEN_PID names this
@@ -75,16 +84,10 @@ pub fn take() -> io::Result<Inherited> {
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         out.sockets.entry(name).or_default().push(owned);
     }
-    let ours = std::env::var("LISTEN_PID")
+    if let Some(n) = std::env::var(READY_FD_ENV)
         .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        == Some(std::process::id());
-    if let (true, Some(n)) = (
-        ours,
-        std::env::var(READY_FD_ENV)
-            .ok()
-            .and_then(|v| v.parse::<RawFd>().ok()),
-    ) {
+        .and_then(|v| v.parse::<RawFd>().ok())
+    {
         let passed = out.sockets.values().map(Vec::len).sum::<usize>() as RawFd;
         // Only the descriptor right after the sockets, where `spawn` puts it.
         if n == FIRST_FD + passed && nix::fcntl::fcntl(fd_ref(n), nix::fcntl::F_GETFD).is_ok() {
@@ -234,7 +237,11 @@ pub fn spawn(
         envp.push(e);
     }
     envp.push(format!("LISTEN_FDS={n}\0").into_bytes());
-    envp.push(format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes());
+    // No names for no sockets: an empty LISTEN_FDNAMES is one (empty) name,
+    // and a count that does not match makes the receiver reject everything.
+    if n > 0 {
+        envp.push(format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes());
+    }
     envp.push(format!("{READY_FD_ENV}={}\0", FIRST_FD + n as RawFd).into_bytes());
     let mut pid_entry = b"LISTEN_PID=".to_vec();
     pid_entry.extend_from_slice(&[0u8; PID_DIGITS]);

@@ -132,6 +132,41 @@ async fn reloads_report_what_they_did() {
     assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
 }
 
+/// A file event with the rejected content unchanged is no new attempt: no
+/// second error line, no second failure counted. (A log file written next
+/// to the config turned every logged rejection into a directory event, and
+/// the broker logged the same error in a loop every debounce interval.) A
+/// SIGHUP still tries again and says why it failed.
+#[tokio::test]
+async fn the_same_rejected_file_is_not_rejected_again() {
+    let s = Scene::new();
+    s.write(&["a"], "1s");
+    let mut d = s.start().await;
+    std::fs::write(s.config(), "tenants: [").unwrap();
+    assert!(matches!(d.reload(false), Err(ReloadError::Invalid(_))));
+    for _ in 0..3 {
+        assert!(
+            matches!(d.reload(false), Ok(ReloadOutcome::StillRejected)),
+            "a file event on the same rejected content is a new attempt"
+        );
+    }
+    assert!(matches!(d.reload(true), Err(ReloadError::Invalid(_))));
+    let body = http_get_unix(&s.metrics_sock(), "/metrics").await;
+    assert!(
+        body.contains("sockbroker_config_reloads_total{result=\"failure\"} 2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("sockbroker_config_last_reload_successful 0"),
+        "{body}"
+    );
+    // A different bad text is a new attempt; the good one recovers.
+    std::fs::write(s.config(), "tenants: {").unwrap();
+    assert!(matches!(d.reload(false), Err(ReloadError::Invalid(_))));
+    s.write(&["a"], "1s");
+    assert!(matches!(d.reload(false), Ok(ReloadOutcome::Recovered)));
+}
+
 #[tokio::test]
 async fn triggers_drive_reload_and_shutdown() {
     let s = Scene::new();
@@ -280,6 +315,63 @@ async fn a_ready_successor_takes_over_and_the_old_loop_drains() {
     assert_eq!(exit, Exit::Clean);
     assert!(s.sock("a").exists());
     assert!(s.metrics_sock().exists());
+}
+
+/// After a handover the old process is already stopping: the first stop
+/// signal (`systemctl stop` signals every process of the service) lets its
+/// open connections finish; it used to be taken for a "second signal" and
+/// cut them at once (exit 1). A second one still does.
+#[tokio::test]
+async fn after_a_handover_only_a_second_stop_cuts_the_drain() {
+    for signals in [1, 2] {
+        let s = Scene::new();
+        s.write(&["a"], "30s");
+        let mut d = s.start().await;
+        d.set_upgrade(
+            StartCommand {
+                exe: "/bin/sh".into(),
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    r#"printf 'READY\n' >&"$SOCKBROKER_READY_FD""#.into(),
+                ],
+            },
+            Duration::from_secs(10),
+        );
+        let mut open = echo(&s.sock("a"), b"before\n").await;
+        let (tx, rx) = mpsc::channel(8);
+        let run = tokio::spawn(d.run(rx));
+        tx.send(Trigger::Upgrade).await.unwrap();
+        for _ in 0..signals {
+            tx.send(Trigger::Shutdown(Stop::KeepSockets)).await.unwrap();
+        }
+        if signals == 2 {
+            let exit = tokio::time::timeout(Duration::from_secs(10), run)
+                .await
+                .expect("a second signal exits at once")
+                .unwrap();
+            assert_eq!(exit, Exit::Immediate);
+            continue;
+        }
+        // The channel is read in order: once the trigger after the stop is
+        // taken, the stop was handled (the channel has room for both).
+        tx.send(Trigger::Retry).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!run.is_finished(), "one stop signal cut the drain short");
+        open.write_all(b"still\n").await.unwrap();
+        let mut buf = [0u8; 6];
+        open.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"still\n");
+        drop(open);
+        let exit = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("drained")
+            .unwrap();
+        assert_eq!(exit, Exit::Clean);
+    }
 }
 
 /// A successor that never says it is ready is stopped after the bounded

@@ -141,6 +141,91 @@ fn failed_upgrade_leaves_the_old_process_serving() {
     }
 }
 
+/// While the old process drains after an upgrade, only the new one answers
+/// on the metrics listener: both accepting on it made scrapes alternate
+/// between the two processes' counters (a reset on every other scrape), and
+/// the success was counted where nobody could scrape it.
+#[test]
+fn after_an_upgrade_only_the_new_process_answers_metrics() {
+    let _serial = serial();
+    let s = Scene::new();
+    let (exe, mut old, addr) = upgrade_scene(&s, &["a"], &[]);
+    // Keeps the old process draining (its only connection).
+    let mut stream = echo_conn(&s.sock("a"), b"before\n");
+    install_by_rename(&broker_bin(), &exe);
+    old.signal(Signal::SIGUSR2);
+    let new = new_pid(&old);
+    for i in 0..30 {
+        let (code, body) = http_get(&addr, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(
+            metric_value(&body, "sockbroker_connections_active{tenant=\"a\"}"),
+            Some(0.0),
+            "scrape {i} was answered by the old process: {body}"
+        );
+        assert_eq!(
+            metric_value(&body, "sockbroker_upgrades_total{result=\"success\"}"),
+            Some(1.0),
+            "scrape {i}: {body}"
+        );
+    }
+    assert!(old.child.try_wait().unwrap().is_none());
+    echo_again(&mut stream, b"still served\n");
+    drop(stream);
+    assert_eq!(old.wait_exit(DEADLINE).code(), Some(0), "{}", old.logs());
+    assert!(new.alive());
+}
+
+/// An upgrade with nothing to hand over (the package's shipped config: no
+/// tenant; here without metrics either). `LISTEN_FDNAMES=` with zero
+/// descriptors is one empty name for zero sockets, which the new process
+/// rejected as a whole, ready pipe included: it never said ready and was
+/// killed after 30 s.
+#[test]
+fn an_upgrade_with_no_listener_hands_over() {
+    let _serial = serial();
+    let s = Scene::new();
+    write_config(&s.config(), "tenants: {}\n");
+    let exe = s.dir.path().join("sockbroker");
+    std::fs::copy(broker_bin(), &exe).unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.arg("run").arg("--config").arg(s.config());
+    let mut old = Broker::spawn(cmd);
+    old.wait_log("sockbroker started");
+    old.signal(Signal::SIGUSR2);
+    let new = new_pid(&old);
+    assert_eq!(old.wait_exit(DEADLINE).code(), Some(0), "{}", old.logs());
+    assert!(new.alive());
+    assert!(
+        !old.logs().contains("ignoring handed-over"),
+        "{}",
+        old.logs()
+    );
+}
+
+/// `LISTEN_*` variables meant for another process (`LISTEN_PID` is not
+/// ours) are ignored without a word: the broker used to warn "invalid
+/// LISTEN_FDNAMES" (it counted zero descriptors for us against the names).
+#[test]
+fn listen_fds_for_another_pid_are_ignored_quietly() {
+    let _serial = serial();
+    let s = Scene::new();
+    write_config(&s.config(), "tenants: {}\n");
+    let mut b = Broker::start(
+        &s.config(),
+        &[],
+        &[
+            ("LISTEN_PID", "1"),
+            ("LISTEN_FDS", "1"),
+            ("LISTEN_FDNAMES", "a"),
+        ],
+    );
+    b.wait_log("sockbroker started");
+    b.signal(Signal::SIGINT);
+    assert_eq!(b.wait_exit(DEADLINE).code(), Some(0));
+    assert!(!b.logs().contains("ignoring handed-over"), "{}", b.logs());
+}
+
 #[test]
 fn handed_over_sockets_are_adopted_and_mismatched_ones_closed() {
     let _serial = serial();
@@ -204,6 +289,32 @@ fn handed_over_sockets_are_adopted_and_mismatched_ones_closed() {
             p.display()
         );
     }
+}
+
+/// A handed-over `metrics` listener that no longer matches (metrics.listen
+/// was changed before a restart) is closed and dropped from the store by
+/// name; the listener bound instead must be stored after that, not before
+/// (it was removed with the stale one, so a crash lost it).
+#[test]
+fn a_metrics_listener_that_moved_stays_in_the_store() {
+    let _serial = serial();
+    let s = Scene::new();
+    let mut ns = NotifySocket::bind(s.dir.path());
+    let stale = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    write_config(
+        &s.config(),
+        &format!("metrics:\n  listen: {addr}\n{}", s.yaml(&[("a", &me(""))])),
+    );
+    let broker = start_with_fds(&s.config(), &[("metrics", stale.as_fd())], &ns.env());
+    ns.wait_line_n("READY=1", 1);
+    broker.wait_log("closing handed-over socket");
+    drop(stale);
+    assert!(matches!(http_get(&addr, "/healthz"), Ok((200, _))));
+    ns.poll();
+    let stored = ns.store.get("metrics").map_or(0, Vec::len);
+    assert_eq!(stored, 1, "{:?}", ns.messages);
+    assert!(ns.store.contains_key("a"), "{:?}", ns.messages);
 }
 
 #[test]

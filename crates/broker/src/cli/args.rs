@@ -28,7 +28,8 @@ pub const VERSION_LINE: &str = match option_env!("SOCKBROKER_VERSION_LINE") {
 #[command(disable_help_subcommand = true)]
 #[command(
     after_help = "Reload: SIGHUP (or an edit of the file). Stop: SIGTERM/SIGINT \
-    (a second one exits at once). Log filter: RUST_LOG (default info). \
+    (a second one exits at once). Upgrade in place: SIGUSR2 (starts the binary at \
+    the path it was started from and hands it every socket). Log filter: RUST_LOG (default info). \
     Documentation: /usr/share/doc/sockbroker"
 )]
 pub struct Cli {

@@ -52,10 +52,15 @@ fn resolve(argv0: &Path) -> Option<PathBuf> {
         return None;
     }
     if argv0.as_os_str().as_bytes().contains(&b'/') {
+        // Without `.` components: `./sockbroker` names `/dir/sockbroker`.
         return Some(if argv0.is_absolute() {
-            argv0.to_owned()
+            argv0.components().collect()
         } else {
-            std::env::current_dir().ok()?.join(argv0)
+            std::env::current_dir()
+                .ok()?
+                .join(argv0)
+                .components()
+                .collect()
         });
     }
     let path = std::env::var_os("PATH")?;
@@ -103,9 +108,9 @@ pub async fn start_successor(
     // Not ready: say why, and make sure it is gone.
     let timed_out = waited.is_err();
     let why = match waited {
-        Err(_) => format!("it was not ready within {timeout:?}"),
-        Ok(Err(e)) => format!("cannot read its ready pipe: {e}"),
-        Ok(Ok(_)) => "it closed its ready pipe without being ready".to_string(),
+        Err(_) => format!("was not ready within {timeout:?} and was stopped"),
+        Ok(Err(e)) => format!("could not be heard from (its ready pipe: {e})"),
+        Ok(Ok(_)) => "gave up before it was ready".to_string(),
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let status = loop {
@@ -120,13 +125,11 @@ pub async fn start_successor(
             }
         }
     };
-    Err(match status {
-        Some(st) => format!(
-            "the new process {} (pid {pid}) {why}; it ended with {st}",
-            start.exe.display()
-        ),
-        None => format!("the new process {} (pid {pid}) {why}", start.exe.display()),
-    })
+    let ended = status.map(|st| format!(" ({st})")).unwrap_or_default();
+    Err(format!(
+        "the new process {} (pid {pid}) {why}{ended}; its own log lines say why: fix that and send SIGUSR2 again",
+        start.exe.display()
+    ))
 }
 
 /// In the successor: tell the previous process that we serve every tenant.
@@ -149,6 +152,8 @@ mod tests {
         );
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(resolve(Path::new("target/x")), Some(cwd.join("target/x")));
+        assert_eq!(resolve(Path::new("./x")), Some(cwd.join("x")));
+        assert_eq!(resolve(Path::new("/a/./b")), Some(PathBuf::from("/a/b")));
         // A bare name is found through PATH (sh is everywhere).
         let sh = resolve(Path::new("sh")).unwrap();
         assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
