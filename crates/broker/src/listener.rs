@@ -120,7 +120,13 @@ async fn accept_loop(
         match accepted {
             Ok((stream, _)) => {
                 backoff.reset();
-                conns.spawn(serve(tenant.clone(), stream, kill.clone()));
+                // Boxed: the connection's future (the relay's or the policy
+                // relay's state, a few KiB) is otherwise copied whole each
+                // time tokio moves it into its task and each time the task
+                // changes stage (five copies per connection: a fifth of the
+                // broker's instructions in the connection-rate bench,
+                // docs/performance.md). A box is moved as a pointer.
+                conns.spawn(Box::pin(serve(tenant.clone(), stream, kill.clone())));
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 let pause = backoff.next_pause();
