@@ -177,12 +177,20 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
             "connection refused: max_connections reached");
         if spec.access.policy().is_some() {
             // An HTTP client is told why (429); the byte relay just closes.
-            crate::policy_relay::refuse_over_limit(&tenant, client, peer, kill).await;
+            Box::pin(crate::policy_relay::refuse_over_limit(
+                &tenant, client, peer, kill,
+            ))
+            .await;
         }
         return;
     };
     if spec.access.policy().is_some() {
-        crate::policy_relay::serve(&tenant, client, peer, kill, started).await;
+        // Boxed: the policy relay's state is several times the byte relay's,
+        // and inline it would size every byte-relay connection's task too.
+        Box::pin(crate::policy_relay::serve(
+            &tenant, client, peer, kill, started,
+        ))
+        .await;
         return;
     }
     let upstream = tokio::select! {
