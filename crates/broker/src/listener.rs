@@ -194,8 +194,12 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
         return;
     }
     let upstream = tokio::select! {
-        _ = kill.cancelled() => return,
+        // Connect first: it usually completes at once, and then the drain
+        // token is never polled (registering a waiter on it and removing it
+        // again costs two locks per connection).
+        biased;
         r = crate::upstream::connect(&tenant, &spec, peer) => r,
+        _ = kill.cancelled() => return,
     };
     let Ok(upstream) = upstream else { return };
     // A tenant moved from `full` to a policy: its byte-relay connections
