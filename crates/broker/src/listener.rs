@@ -120,7 +120,13 @@ async fn accept_loop(
         match accepted {
             Ok((stream, _)) => {
                 backoff.reset();
-                conns.spawn(serve(tenant.clone(), stream, kill.clone()));
+                // Boxed: the connection's future (the relay's or the policy
+                // relay's state, a few KiB) is otherwise copied whole each
+                // time tokio moves it into its task and each time the task
+                // changes stage (five copies per connection: a fifth of the
+                // broker's instructions in the connection-rate bench,
+                // docs/performance.md). A box is moved as a pointer.
+                conns.spawn(Box::pin(serve(tenant.clone(), stream, kill.clone())));
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 let pause = backoff.next_pause();
@@ -171,17 +177,29 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
             "connection refused: max_connections reached");
         if spec.access.policy().is_some() {
             // An HTTP client is told why (429); the byte relay just closes.
-            crate::policy_relay::refuse_over_limit(&tenant, client, peer, kill).await;
+            Box::pin(crate::policy_relay::refuse_over_limit(
+                &tenant, client, peer, kill,
+            ))
+            .await;
         }
         return;
     };
     if spec.access.policy().is_some() {
-        crate::policy_relay::serve(&tenant, client, peer, kill, started).await;
+        // Boxed: the policy relay's state is several times the byte relay's,
+        // and inline it would size every byte-relay connection's task too.
+        Box::pin(crate::policy_relay::serve(
+            &tenant, client, peer, kill, started,
+        ))
+        .await;
         return;
     }
     let upstream = tokio::select! {
-        _ = kill.cancelled() => return,
+        // Connect first: it usually completes at once, and then the drain
+        // token is never polled (registering a waiter on it and removing it
+        // again costs two locks per connection).
+        biased;
         r = crate::upstream::connect(&tenant, &spec, peer) => r,
+        _ = kill.cancelled() => return,
     };
     let Ok(upstream) = upstream else { return };
     // A tenant moved from `full` to a policy: its byte-relay connections

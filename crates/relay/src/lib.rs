@@ -73,7 +73,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, Interest};
@@ -340,7 +340,10 @@ pub async fn relay(
     opts: &RelayOptions,
     sink: &dyn ByteSink,
 ) -> Outcome {
-    let activity = Activity::new();
+    let shared = Shared {
+        activity: Activity::new(),
+        buffers: Buffers::default(),
+    };
     let mut bytes_upstream = 0;
     let mut bytes_downstream = 0;
 
@@ -352,7 +355,7 @@ pub async fn relay(
             upstream_write,
             Direction::Upstream,
             opts,
-            &activity,
+            &shared,
             sink,
             &mut bytes_upstream,
         );
@@ -361,13 +364,13 @@ pub async fn relay(
             client_write,
             Direction::Downstream,
             opts,
-            &activity,
+            &shared,
             sink,
             &mut bytes_downstream,
         );
         // `drive` consumes both direction futures, so their borrows of the
         // totals end when it returns.
-        drive(up, down, opts, &activity).await
+        drive(up, down, opts, &shared).await
     };
 
     Outcome {
@@ -379,6 +382,12 @@ pub async fn relay(
 
 /// A failed I/O operation and the side it was performed on.
 type PumpError = (Side, io::Error);
+
+/// What both directions and [`drive`] share within one relay.
+struct Shared {
+    activity: Activity,
+    buffers: Buffers,
+}
 
 /// Time of the last byte moved in either direction.
 ///
@@ -411,13 +420,104 @@ impl Activity {
     }
 }
 
-/// Run both directions to completion, racing them against cancellation and
-/// the idle timer.
-async fn drive<U, D>(up: U, down: D, opts: &RelayOptions, activity: &Activity) -> EndReason
+/// Which directions hold a buffer, read since the release timer last fired,
+/// or are asked to give their buffer back: one bit per direction
+/// ([`Buffers::bit`]) in each field.
+///
+/// One release timer per connection, in [`drive`], instead of one per
+/// direction: half the timer-wheel registrations per connection and no timer
+/// polled on each wake-up of a busy direction (docs/performance.md). Only the
+/// relay's own task touches these (atomics only so the future stays `Send`),
+/// so plain loads and stores suffice; a direction sees a request to give its
+/// buffer back because `drive` polls both directions again after its timer
+/// fired.
+#[derive(Default)]
+struct Buffers {
+    held: AtomicU8,
+    read_since: AtomicU8,
+    release: AtomicU8,
+}
+
+impl Buffers {
+    fn bit(dir: Direction) -> u8 {
+        match dir {
+            Direction::Upstream => 1,
+            Direction::Downstream => 2,
+        }
+    }
+
+    fn set(field: &AtomicU8, bit: u8) {
+        let v = field.load(Ordering::Relaxed);
+        if v & bit == 0 {
+            field.store(v | bit, Ordering::Relaxed);
+        }
+    }
+
+    fn clear(field: &AtomicU8, bit: u8) {
+        let v = field.load(Ordering::Relaxed);
+        if v & bit != 0 {
+            field.store(v & !bit, Ordering::Relaxed);
+        }
+    }
+
+    /// A direction allocated its buffer (which counts as activity).
+    fn allocated(&self, bit: u8) {
+        Self::set(&self.held, bit);
+        Self::set(&self.read_since, bit);
+    }
+
+    /// A direction read from its source (which withdraws a request to give
+    /// its buffer back that it has not acted on yet).
+    fn read(&self, bit: u8) {
+        Self::set(&self.read_since, bit);
+        Self::clear(&self.release, bit);
+    }
+
+    /// A direction no longer holds a buffer.
+    fn dropped(&self, bit: u8) {
+        Self::clear(&self.held, bit);
+        Self::clear(&self.release, bit);
+    }
+
+    /// Resolves once `drive` asks this direction to give its buffer back.
+    fn asked(&self, bit: u8) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |_| {
+            if self.release.load(Ordering::Relaxed) & bit != 0 {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+    }
+
+    /// Whether a direction holds a buffer it is not already asked to give
+    /// back, so the release timer must run. Asked after polling both
+    /// directions, which are the only ones to change it.
+    fn want_timer(&self) -> bool {
+        let held = self.held.load(Ordering::Relaxed);
+        held & !self.release.load(Ordering::Relaxed) != 0
+    }
+
+    /// The release timer fired: directions that held a buffer and read
+    /// nothing for a whole period are asked to give it back. Returns whether
+    /// the timer must run again (a direction read during the period).
+    fn period_over(&self) -> bool {
+        let held = self.held.load(Ordering::Relaxed);
+        let read = self.read_since.load(Ordering::Relaxed);
+        self.release.store(held & !read, Ordering::Relaxed);
+        self.read_since.store(0, Ordering::Relaxed);
+        held & read != 0
+    }
+}
+
+/// Run both directions to completion, racing them against cancellation, the
+/// idle timer and the buffer-release timer.
+async fn drive<U, D>(up: U, down: D, opts: &RelayOptions, shared: &Shared) -> EndReason
 where
     U: Future<Output = Result<Eof, PumpError>>,
     D: Future<Output = Result<Eof, PumpError>>,
 {
+    let Shared { activity, buffers } = shared;
     tokio::pin!(up, down);
     let cancelled = opts.cancel.cancelled();
     tokio::pin!(cancelled);
@@ -430,6 +530,14 @@ where
     let idle_sleep = tokio::time::sleep(idle_timeout.unwrap_or(Duration::ZERO));
     tokio::pin!(idle_sleep);
 
+    // The buffer-release timer (see `Buffers`): runs while a direction holds
+    // a buffer, fires every `buffer_release`, and is re-armed only when a
+    // direction read during the period that ended.
+    let release_after = opts.buffer_release;
+    let quiet = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(quiet);
+    let mut quiet_armed = false;
+
     let mut up_done = false;
     let mut down_done = false;
     let mut first_done: Option<Side> = None;
@@ -439,6 +547,7 @@ where
             biased;
 
             _ = &mut cancelled => return EndReason::Cancelled,
+
 
             res = &mut up, if !up_done => {
                 match res {
@@ -471,6 +580,26 @@ where
                     None => idle_timeout = None,
                 }
             }
+
+            // After the directions, so that a buffer allocated while polling
+            // them arms the timer in the same turn; when the timer fires, the
+            // next turn polls them with their release requests set.
+            () = std::future::poll_fn(|cx| {
+                let after = release_after.unwrap_or_default();
+                if !quiet_armed {
+                    if !buffers.want_timer() {
+                        return std::task::Poll::Pending;
+                    }
+                    quiet.as_mut().reset(Instant::now() + after);
+                    quiet_armed = true;
+                }
+                std::task::ready!(quiet.as_mut().poll(cx));
+                quiet_armed = buffers.period_over();
+                if quiet_armed {
+                    quiet.as_mut().reset(Instant::now() + after);
+                }
+                std::task::Poll::Ready(())
+            }), if release_after.is_some() => {}
         }
 
         if up_done && down_done {
@@ -511,12 +640,13 @@ async fn pump(
     mut dst: WriteHalf<'_>,
     dir: Direction,
     opts: &RelayOptions,
-    activity: &Activity,
+    shared: &Shared,
     sink: &dyn ByteSink,
     total: &mut u64,
 ) -> Result<Eof, PumpError> {
     // Timestamps are only needed (and only taken) when an idle timeout is set.
-    let activity = opts.idle_timeout.is_some().then_some(activity);
+    let activity = opts.idle_timeout.is_some().then_some(&shared.activity);
+    let buffers = &shared.buffers;
     let (src_side, dst_side) = match dir {
         Direction::Upstream => (Side::Client, Side::Upstream),
         Direction::Downstream => (Side::Upstream, Side::Client),
@@ -534,44 +664,34 @@ async fn pump(
     // Whether a byte ever came from `src`; until then a buffer is not kept
     // across a wait (see below).
     let mut carried = false;
-    // Gives the buffer back after a quiet period. One timer per direction,
-    // set when the buffer is allocated and re-armed only when it fires after
-    // reads happened (`read_since`), so a busy direction pays a flag store
-    // per message, not a timer per message. Inline, not boxed: a small
-    // allocation between two buffers would keep the allocator from handing
-    // their pages back once they are freed.
-    let quiet = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(quiet);
-    let mut read_since = false;
+    // The buffer is given back after a quiet period: `drive` runs one timer
+    // for both directions and asks through `buffers`; this direction marks
+    // its reads there, a flag store per message, not a timer per message.
+    let release = opts.buffer_release.is_some();
+    let bit = Buffers::bit(dir);
     loop {
         // Wait before allocating: a connection that is merely open holds no buffer.
         // One wait for both, so the future holds one readiness future.
-        let armed = opts.buffer_release.is_some() && buf.capacity() > 0;
-        let went_quiet = tokio::select! {
+        let holding = release && buf.capacity() > 0;
+        let give_back = tokio::select! {
             biased;
             r = src.readable() => {
                 r.map_err(|e| (src_side, e))?;
                 false
             }
-            () = &mut quiet, if armed => true,
+            () = buffers.asked(bit), if holding => true,
         };
-        if went_quiet {
-            if read_since {
-                read_since = false;
-                let after = opts.buffer_release.unwrap_or_default();
-                quiet.as_mut().reset(Instant::now() + after);
-            } else {
-                buf = Vec::new();
-            }
+        if give_back {
+            buf = Vec::new();
+            buffers.dropped(bit);
             continue;
         }
         if buf.capacity() == 0 {
             // Not zeroed: reads fill spare capacity, so no memset per
             // connection and no page is touched before data lands in it.
             buf = Vec::with_capacity(buffer_size);
-            if let Some(after) = opts.buffer_release {
-                quiet.as_mut().reset(Instant::now() + after);
-                read_since = false;
+            if release {
+                buffers.allocated(bit);
             }
         }
         buf.clear();
@@ -584,6 +704,7 @@ async fn pump(
                 // not keep a buffer for it while it stays idle.
                 if !carried {
                     buf = Vec::new();
+                    buffers.dropped(bit);
                 }
                 continue;
             }
@@ -591,7 +712,9 @@ async fn pump(
             Err(e) => return Err((src_side, e)),
         };
         carried = true;
-        read_since = true;
+        if release {
+            buffers.read(bit);
+        }
         if let Some(a) = activity {
             a.touch();
         }
@@ -615,6 +738,7 @@ async fn pump(
             // copying it through this process, and give the buffer back.
             if let Ok(pipe) = zero_copy::Pipe::new() {
                 drop(std::mem::take(&mut buf));
+                buffers.dropped(bit);
                 // Boxed: the splice loop's state exists only on bulk
                 // connections and must not grow every idle relay's future.
                 Box::pin(zero_copy::pump(
@@ -628,6 +752,7 @@ async fn pump(
     // This direction is done; release its buffer even if the other direction
     // keeps the connection open for hours.
     drop(buf);
+    buffers.dropped(bit);
 
     if hung_up(src.as_ref()).await {
         return Ok(Eof::HungUp);

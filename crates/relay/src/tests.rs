@@ -82,9 +82,9 @@ fn relay_future_is_send_and_small() {
     assert_send(&fut);
     // Buffers live on the heap and only when needed; the future itself
     // (what every idle connection pays for) must stay small. 2,560 bytes
-    // in a debug build since each direction holds its quiet-release timer
-    // inline (about 190 bytes each; boxed, it kept the allocator from
-    // returning freed buffer pages); under 2,048 before.
+    // in a debug build since the quiet-release timer is inline (one per
+    // relay, about 190 bytes; boxed, it kept the allocator from returning
+    // freed buffer pages); under 2,048 before.
     let size = std::mem::size_of_val(&fut);
     assert!(size <= 2560, "relay future is {size} bytes");
 }
