@@ -721,3 +721,29 @@ async fn create_references_are_forwarded_by_the_id_checked() {
         serde_json::json!([format!("{ID_A}:x")])
     );
 }
+
+/// `docker network connect NET <ID or prefix>`: the engine resolves the
+/// container like any reference; a check by name only answered 404 for the
+/// tenant's own container named by ID.
+#[tokio::test]
+async fn a_network_connect_names_its_container_by_name_id_or_prefix() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    for r in ["web-a", ID_A, &ID_A[..6]] {
+        let body = format!(r#"{{"Container":"{r}"}}"#);
+        let resp = c.call(&post("/v1.41/networks/net-a/connect", &body)).await;
+        assert_eq!(resp.status, 200, "{r}: {}", resp.text());
+        let (_, target, sent) = s.seen.forwarded().pop().unwrap();
+        assert_eq!(target, format!("/v1.41/networks/{NET_A}/connect"));
+        let v: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        assert_eq!(v["Container"], ID_A, "{r}");
+    }
+    for r in ["web-b", ID_B, &ID_B[..6]] {
+        let body = format!(r#"{{"Container":"{r}"}}"#);
+        let resp = c
+            .call(&post("/v1.41/networks/net-a/disconnect", &body))
+            .await;
+        assert_eq!(resp.status, 404, "{r}: {}", resp.text());
+        assert_eq!(resp.message(), format!("No such container: {r}"));
+    }
+}

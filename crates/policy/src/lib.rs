@@ -241,7 +241,7 @@ pub enum Decision {
 /// without protocol upgrades (attach), file contents (`archive`, `export`,
 /// image tarballs), swarm secrets (the unlock key, the join tokens in
 /// `GET /swarm`) or requests the engine makes to a registry (`images/search`,
-/// `distribution`). An allow rule opens any of these per tenant.
+/// `plugins/privileges`, `distribution`). An allow rule opens any of these per tenant.
 fn read_only_refuses(method: &str, route: &Route, upgrade: bool) -> Option<String> {
     let m = method.to_ascii_uppercase();
     if m != "GET" && m != "HEAD" {
@@ -270,6 +270,10 @@ fn read_only_refuses(method: &str, route: &Route, upgrade: bool) -> Option<Strin
         // host's network (plain HTTP for one on 127.0.0.0/8).
         (
             &["images", "search"],
+            "registry requests from the host's network",
+        ),
+        (
+            &["plugins", "privileges"],
             "registry requests from the host's network",
         ),
         (

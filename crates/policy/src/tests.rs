@@ -387,6 +387,7 @@ fn read_only_is_monitoring() {
         // plain HTTP): not monitoring.
         ("GET", "/images/search?term=127.0.0.1:2375/x"),
         ("GET", "/v1.41/distribution/127.0.0.1:5000/x:latest/json"),
+        ("GET", "/plugins/privileges?remote=127.0.0.1:5000/x"),
     ] {
         assert!(
             matches!(decide(&p, m, t), Decision::Deny(_)),

@@ -181,7 +181,9 @@ async fn object(
                 body::attach_container(&b).map_err(|e| Refusal::Answer(Synthetic::invalid(e.0)))?;
             let mut container_id = None;
             for name in &names {
-                match engine.name_holder(Kind::Container, name, tenant).await? {
+                // Name, full ID or ID prefix, as the engine resolves it (the
+                // body goes on with the full ID).
+                match engine.owner(Kind::Container, name, tenant).await? {
                     Owner::Own(cid) => container_id = Some(cid),
                     _ => return Err(missing(Kind::Container, name)),
                 }

@@ -1,7 +1,8 @@
 //! `scope: own` label stamping on arbitrary create bodies: never panics; a
 //! stamped body is one JSON object with exactly one key folding to `Labels`,
 //! holding the tenant's label; stamping it again gives the same value; the
-//! references of a stamped body are read without a panic.
+//! references of a stamped body are read, and replaced by IDs, without a
+//! panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,9 +28,22 @@ fuzz_target!(|data: &[u8]| {
         let again: serde_json::Value = serde_json::from_slice(&again).expect("JSON");
         assert_eq!(again, v);
         if kind == CreateKind::Container {
-            let _ = body::references(&out).expect("a stamped body is JSON");
+            let refs = body::references(&out).expect("a stamped body is JSON");
+            // Every container named goes on by its ID: the rewrite never
+            // panics and keeps the body a JSON object.
+            let ids: std::collections::HashMap<String, String> = refs
+                .iter()
+                .filter(|r| r.kind == sockbroker_policy::scope::Kind::Container)
+                .map(|r| (r.name.clone(), "f".repeat(64)))
+                .collect();
+            let by_id = body::with_container_ids(&out, &ids).expect("a stamped body is JSON");
+            let w: serde_json::Value = serde_json::from_slice(&by_id).expect("JSON");
+            assert!(w.is_object(), "{w}");
+            let _ = body::endpoint_network_ids(&out).expect("a stamped body is JSON");
         }
     }
     let _ = body::references(data);
     let _ = body::attach_container(data);
+    let _ = body::create_name(data);
+    let _ = body::endpoint_network_ids(data);
 });
