@@ -42,6 +42,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the broker in the foreground.
+    #[command(
+        after_help = "Signals: SIGHUP re-reads the config (an edit of the file \
+        does too). SIGUSR2 upgrades in place: starts the binary at the path the broker \
+        was started from, hands it every socket, and lets open connections finish here. \
+        SIGTERM stops: open connections may finish for up to drain_timeout; under \
+        systemd's descriptor store the socket files stay for the next start, otherwise \
+        they are removed. SIGINT stops and removes them. A second stop signal exits at \
+        once. See /usr/share/doc/sockbroker/operations.md."
+    )]
     Run {
         /// Config file.
         #[arg(long, env = "SOCKBROKER_CONFIG", default_value = DEFAULT_CONFIG)]
