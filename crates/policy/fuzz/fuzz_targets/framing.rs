@@ -112,7 +112,9 @@ fn strict_head(data: &[u8]) -> Option<Head> {
         (0, 0) => Framing::Empty,
         (0, 1) => {
             let v = &cl[0];
-            if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+            // Go reads it with strconv.ParseUint(v, 10, 63): any number of
+            // digits, leading zeros included, up to 2^63-1.
+            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
                 return None;
             }
             let n: u64 = std::str::from_utf8(v).ok()?.parse().ok()?;
