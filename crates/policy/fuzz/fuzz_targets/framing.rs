@@ -81,10 +81,7 @@ fn strict_head(data: &[u8]) -> Option<Head> {
         if name.is_empty() || !name.iter().all(|&b| tchar(b)) {
             return None;
         }
-        if value
-            .iter()
-            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return None;
         }
         let mut v = value;

@@ -7,13 +7,17 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use sockbroker_policy::{self as policy, BodyKind, Decision, Lexical, Policy, Preset, Rule};
 use sockbroker_policy::http1::{self, Chunked, Framing};
+use sockbroker_policy::{self as policy, BodyKind, Decision, Lexical, Policy, Preset, Rule};
 
 static POLICIES: LazyLock<Vec<Policy>> = LazyLock::new(policies);
 
 fn policies() -> Vec<Policy> {
-    let rules = |l: &[&str]| l.iter().map(|r| Rule::parse(r).unwrap()).collect::<Vec<_>>();
+    let rules = |l: &[&str]| {
+        l.iter()
+            .map(|r| Rule::parse(r).unwrap())
+            .collect::<Vec<_>>()
+    };
     vec![
         Policy::preset(Preset::ReadOnly),
         Policy::preset(Preset::UsernsSafe),
@@ -99,7 +103,10 @@ fuzz_target!(|data: &[u8]| {
             let route = policy::route::resolve(&head.method, &target.path);
             let m = head.method.to_ascii_uppercase();
             if m == "POST" && route.is(&["containers", "*", "exec"]) {
-                if p.deny.iter().any(|r| r.as_str() == "POST /containers/*/exec") {
+                if p.deny
+                    .iter()
+                    .any(|r| r.as_str() == "POST /containers/*/exec")
+                {
                     assert!(matches!(d, Decision::Deny(_)), "exec passed a deny rule");
                 }
                 if p.preset == Some(Preset::UsernsSafe) {
@@ -175,6 +182,11 @@ fuzz_target!(|data: &[u8]| {
         BodyKind::ExecCreate,
         BodyKind::VolumeCreate,
     ] {
-        let _ = policy::inspect::check(kind, body, &[std::path::PathBuf::from("/srv/data")], &Lexical);
+        let _ = policy::inspect::check(
+            kind,
+            body,
+            &[std::path::PathBuf::from("/srv/data")],
+            &Lexical,
+        );
     }
 });

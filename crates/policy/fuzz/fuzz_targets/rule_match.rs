@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.lines();
     let Some(rule) = lines.next() else { return };
     let Ok(rule) = Rule::parse(rule) else { return };
-    assert!(Rule::parse(rule.as_str()).is_ok(), "{rule} does not re-parse");
+    assert!(
+        Rule::parse(rule.as_str()).is_ok(),
+        "{rule} does not re-parse"
+    );
     for target in lines.take(16) {
         let Ok(t) = policy::normalize(target) else {
             continue;

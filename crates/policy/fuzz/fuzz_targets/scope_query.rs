@@ -41,11 +41,15 @@ fuzz_target!(|data: &[u8]| {
             if let Route::Object(o) = scope::classify(method, &t.path) {
                 assert!(!o.reference.is_empty());
                 let forwarded = o.path_for("0123456789abcdef");
-                let t2 = sockbroker_policy::normalize(&forwarded).expect("forwarded path normalizes");
+                let t2 =
+                    sockbroker_policy::normalize(&forwarded).expect("forwarded path normalizes");
                 let Route::Object(o2) = scope::classify(method, &t2.path) else {
                     panic!("{method} {forwarded} is no longer an object route");
                 };
-                assert_eq!((o2.kind, o2.reference.as_str(), o2.suffix.as_str()), (o.kind, "0123456789abcdef", o.suffix.as_str()));
+                assert_eq!(
+                    (o2.kind, o2.reference.as_str(), o2.suffix.as_str()),
+                    (o.kind, "0123456789abcdef", o.suffix.as_str())
+                );
             }
         }
     }
