@@ -359,15 +359,8 @@ fn parse_bind_dir(v: &Value) -> Result<PathBuf, String> {
 mod tests {
     use super::*;
 
-    fn s(x: &str) -> Value {
-        Value::String(x.into())
-    }
-    fn n(x: i64) -> Value {
-        Value::Number(x.into())
-    }
-    fn yaml(x: &str) -> Value {
-        serde_yaml::from_str(x).unwrap()
-    }
+    // YAML values to feed the parsers, shared with values.rs's tests.
+    use crate::config::values::tests::{n, s, yaml};
 
     /// The messages of a refused `access` value, as (key, item, message).
     fn access_errors(v: &Value) -> Vec<(Option<&'static str>, Option<usize>, String)> {

@@ -421,16 +421,16 @@ pub(crate) fn check_tenant_name(name: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn s(x: &str) -> Value {
+    pub(crate) fn s(x: &str) -> Value {
         Value::String(x.into())
     }
-    fn n(x: i64) -> Value {
+    pub(crate) fn n(x: i64) -> Value {
         Value::Number(x.into())
     }
-    fn yaml(x: &str) -> Value {
+    pub(crate) fn yaml(x: &str) -> Value {
         serde_yaml::from_str(x).unwrap()
     }
 

@@ -1,7 +1,7 @@
 //! Body inspection: what passes, what is refused, and why.
 use super::*;
 
-fn create(body: &str) -> Result<(), String> {
+pub(super) fn create(body: &str) -> Result<(), String> {
     check(
         BodyKind::ContainerCreate,
         body.as_bytes(),
@@ -10,7 +10,7 @@ fn create(body: &str) -> Result<(), String> {
     )
 }
 
-fn denied(body: &str, want: &str) {
+pub(super) fn denied(body: &str, want: &str) {
     match create(body) {
         Err(e) => assert!(e.contains(want), "{body}: {e}"),
         Ok(()) => panic!("allowed: {body}"),

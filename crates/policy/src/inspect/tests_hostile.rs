@@ -4,21 +4,8 @@
 
 use super::*;
 
-fn create(body: &str) -> Result<(), String> {
-    check(
-        BodyKind::ContainerCreate,
-        body.as_bytes(),
-        &[PathBuf::from("/srv/data")],
-        &Lexical,
-    )
-}
-
-fn denied(body: &str, want: &str) {
-    match create(body) {
-        Err(e) => assert!(e.contains(want), "{body}: {e}"),
-        Ok(()) => panic!("allowed: {body}"),
-    }
-}
+// The same helpers as the ordinary body tests.
+use super::tests::{create, denied};
 
 #[test]
 fn overlay_options_are_read_as_the_kernel_reads_them() {
