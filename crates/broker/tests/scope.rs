@@ -747,3 +747,59 @@ async fn a_network_connect_names_its_container_by_name_id_or_prefix() {
         assert_eq!(resp.message(), format!("No such container: {r}"));
     }
 }
+
+/// Spellings a hostile tenant would try to reach another tenant's container
+/// through a scoped socket: dot segments that end on it, a pipelined request
+/// behind an allowed one, a target in absolute form, a lower-case method, a
+/// trailing `?`. Each is answered like a missing object or refused, and the
+/// engine sees only the tenant's own request, by its full ID.
+#[tokio::test]
+async fn hostile_spellings_of_someone_elses_container() {
+    let s = scene();
+    let mut c = connect(&s.tenant);
+    for target in [
+        "/v1.41/containers/web-a/../web-b/json",
+        "/v1.41/containers/web-b/json?",
+        "/containers/web-b/json",
+        "/v1.41/v1.41/containers/web-b/json",
+    ] {
+        let resp = c.call(&get(target)).await;
+        assert_eq!(
+            (resp.status, resp.message()),
+            (404, "No such container: web-b".to_string()),
+            "{target}"
+        );
+    }
+    // Not what the engine routes: refused, never forwarded.
+    for raw in [
+        "GET http://d/v1.41/containers/web-b/json HTTP/1.1\r\nHost: d\r\n\r\n",
+        "get /v1.41/containers/web-b/json HTTP/1.1\r\nHost: d\r\n\r\n",
+    ] {
+        let mut c = connect(&s.tenant);
+        let resp = c.call(raw).await;
+        assert!(
+            resp.status == 400 || resp.status == 403 || resp.status == 404,
+            "{raw:?}: {} {}",
+            resp.status,
+            resp.text()
+        );
+    }
+    assert!(s.seen.forwarded().is_empty(), "{:?}", s.seen.forwarded());
+    // Pipelined: the tenant's own inspect, then the other's, in one write.
+    let mut c = connect(&s.tenant);
+    let both = format!(
+        "{}{}",
+        get("/v1.41/containers/web-a/json"),
+        get("/v1.41/containers/web-b/json")
+    );
+    c.send(both.as_bytes()).await;
+    assert_eq!(c.response(false).await.status, 200);
+    let second = c.response(false).await;
+    assert_eq!(
+        (second.status, second.message()),
+        (404, "No such container: web-b".to_string())
+    );
+    let forwarded = s.seen.forwarded();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert!(forwarded[0].1.contains(ID_A), "{forwarded:?}");
+}
