@@ -1067,22 +1067,26 @@ fn a_reload_reaches_open_connections() {
 
 // ------------------------------------------------------- hostile tenants (#14)
 
+/// One tenant per kind of policy, for the hostile-tenant tests: a preset, rules
+/// only, a deny rule on top of `full`, and `userns-safe`.
+const HOSTILE_TENANTS: [(&str, &str); 4] = [
+    ("ro", "access: read-only"),
+    (
+        "rules",
+        "access: {allow: [\"GET,HEAD /**\", \"POST /containers/*/start\"]}",
+    ),
+    (
+        "deny",
+        "access: {preset: full, deny: [\"POST /containers/*/exec\"]}",
+    ),
+    ("safe", "access: userns-safe"),
+];
+
 /// Bytes crafted the way an attacker would, against every kind of policy:
 /// what reaches the engine is exactly what the policy checked, or nothing.
 #[test]
 fn hostile_framing_never_reaches_the_engine() {
-    let f = Fixture::start(&[
-        ("ro", "access: read-only"),
-        (
-            "rules",
-            "access: {allow: [\"GET,HEAD /**\", \"POST /containers/*/start\"]}",
-        ),
-        (
-            "deny",
-            "access: {preset: full, deny: [\"POST /containers/*/exec\"]}",
-        ),
-        ("safe", "access: userns-safe"),
-    ]);
+    let f = Fixture::start(&HOSTILE_TENANTS);
     const TE: &str = "Host: docker\r\nTransfer-Encoding: chunked\r\n\r\n";
     // A bare LF inside a chunk extension: httparse reads the rest of the
     // line as extension, Go's net/http < 1.23.8 ends the line there (and
@@ -1146,18 +1150,7 @@ fn hostile_framing_never_reaches_the_engine() {
 /// own API is refused by userns-safe; an old-API start body is checked.
 #[test]
 fn every_route_spelling_meets_the_policy() {
-    let f = Fixture::start(&[
-        ("ro", "access: read-only"),
-        (
-            "rules",
-            "access: {allow: [\"GET,HEAD /**\", \"POST /containers/*/start\"]}",
-        ),
-        (
-            "deny",
-            "access: {preset: full, deny: [\"POST /containers/*/exec\"]}",
-        ),
-        ("safe", "access: userns-safe"),
-    ]);
+    let f = Fixture::start(&HOSTILE_TENANTS);
     let exec = r#"{"Cmd":["sh"],"Privileged":true}"#;
     for name in ["web/al", "web%2Fal", "a/b/c", "x/exec"] {
         for tenant in ["deny", "safe"] {
