@@ -92,6 +92,20 @@ impl Scene {
     }
 }
 
+/// Add tenant `b` to the file, tell the loop, and wait until `b` accepts:
+/// proof that the loop is running and handled the triggers sent before.
+async fn add_b_and_wait(s: &Scene, tx: &mpsc::Sender<Trigger>, what: &str) {
+    s.write(&["a", "b"], "1s");
+    tx.send(Trigger::FileChanged).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while UnixStream::connect(s.sock("b")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect(what);
+}
+
 async fn echo(path: &Path, msg: &[u8]) -> UnixStream {
     let mut c = UnixStream::connect(path).await.unwrap();
     c.write_all(msg).await.unwrap();
@@ -174,15 +188,7 @@ async fn triggers_drive_reload_and_shutdown() {
     let d = s.start().await;
     let (tx, rx) = mpsc::channel(8);
     let run = tokio::spawn(d.run(rx));
-    s.write(&["a", "b"], "1s");
-    tx.send(Trigger::FileChanged).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while UnixStream::connect(s.sock("b")).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("b comes up after the trigger");
+    add_b_and_wait(&s, &tx, "b comes up after the trigger").await;
     tx.send(Trigger::Shutdown(Stop::RemoveSockets))
         .await
         .unwrap();
@@ -245,15 +251,7 @@ async fn a_failed_upgrade_keeps_serving() {
     tx.send(Trigger::Upgrade).await.unwrap();
     // The loop handles triggers in order: once this reload is answered the
     // upgrade attempt is over.
-    s.write(&["a", "b"], "1s");
-    tx.send(Trigger::FileChanged).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while UnixStream::connect(s.sock("b")).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("still running its loop after the failed upgrade");
+    add_b_and_wait(&s, &tx, "still running its loop after the failed upgrade").await;
     echo(&s.sock("a"), b"still served\n").await;
     let body = http_get_unix(&s.metrics_sock(), "/metrics").await;
     assert!(
@@ -393,15 +391,7 @@ async fn a_successor_that_is_never_ready_is_stopped() {
     let (tx, rx) = mpsc::channel(8);
     let run = tokio::spawn(d.run(rx));
     tx.send(Trigger::Upgrade).await.unwrap();
-    s.write(&["a", "b"], "1s");
-    tx.send(Trigger::FileChanged).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while UnixStream::connect(s.sock("b")).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the loop goes on after the failed upgrade");
+    add_b_and_wait(&s, &tx, "the loop goes on after the failed upgrade").await;
     // The successor was killed (and reaped): its pid is gone. (On a very
     // busy machine it may not even have written its pid in 1.5 s.)
     if let Ok(pid) = std::fs::read_to_string(&pidfile) {
