@@ -341,7 +341,7 @@ pub(crate) fn relay_groups(opts: &Opts, dir: &Path, up: &Upstream, rows: &mut Ve
         if opts.wants("rr") {
             eprintln!("request/response ({label})");
             let mut sc: Vec<Scenario<'_>> = Vec::new();
-            for c in [1usize, 16] {
+            for &c in &opts.clients {
                 let s = if c == 1 { "conn" } else { "conns" };
                 sc.push((
                     "lat",
@@ -356,7 +356,7 @@ pub(crate) fn relay_groups(opts: &Opts, dir: &Path, up: &Upstream, rows: &mut Ve
         if opts.wants("connrate") {
             eprintln!("connection rate ({label})");
             let mut sc: Vec<Scenario<'_>> = Vec::new();
-            for c in [1usize, 16] {
+            for &c in &opts.clients {
                 let s = if c == 1 { "worker" } else { "workers" };
                 sc.push((
                     "p99",

@@ -78,6 +78,10 @@ struct Cli {
     /// (rows for the threaded server are marked [threads]).
     #[arg(long, default_value = "both", value_parser = ["tokio", "threads", "both"])]
     server: String,
+    /// Connection (rr) and worker (connrate) counts to measure (default 1,16);
+    /// one count alone lets a profiler attached to the relay see one scenario.
+    #[arg(long, value_delimiter = ',')]
+    clients: Option<Vec<usize>>,
     /// Where sockets, configs and logs go; default /dev/shm (tmpfs, like /run on
     /// a real host) when it exists, else /tmp.
     #[arg(long)]
@@ -97,6 +101,8 @@ pub(crate) struct Opts {
     /// Upstream server models to measure the relay groups behind: `false`
     /// tokio tasks, `true` a blocking thread per connection.
     pub(crate) servers: Vec<bool>,
+    /// Connections (rr) and workers (connrate).
+    pub(crate) clients: Vec<usize>,
     /// HAProxy, the policy group's peer.
     pub(crate) haproxy: Option<String>,
     pub(crate) only: Option<Vec<String>>,
@@ -153,6 +159,7 @@ impl Opts {
                 "threads" => vec![true],
                 _ => vec![false, true],
             },
+            clients: cli.clients.unwrap_or_else(|| vec![1, 16]),
             haproxy: (cli.haproxy != "none").then_some(cli.haproxy),
             only: cli.only,
             idle_conns: cli.idle.unwrap_or(if q { 200 } else { 2000 }),
