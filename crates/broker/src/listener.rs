@@ -6,8 +6,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sockbroker_relay::{relay, Outcome, RelayOptions};
-use tokio::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream as StdUnixStream;
+
+use sockbroker_relay::{relay, Listener, Outcome, ReadRegistered, RelayOptions};
+use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,7 +39,12 @@ impl ListenerHandle {
         listener: std::os::unix::net::UnixListener,
         socket: SocketFile,
     ) -> io::Result<Self> {
-        let listener = UnixListener::from_std(listener)?;
+        // Registered for readability only, and its connections arrive
+        // unregistered: the byte relay registers them for reading only
+        // (`ReadRegistered`: no wake-up each time a peer drains what the
+        // relay wrote, docs/performance.md); the policy relay hands them
+        // to tokio as usual.
+        let listener = Listener::new(listener)?;
         let h = ListenerHandle {
             socket,
             stop_accept: CancellationToken::new(),
@@ -105,7 +112,7 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 
 async fn accept_loop(
     tenant: Arc<TenantShared>,
-    listener: UnixListener,
+    listener: Listener,
     stop: CancellationToken,
     kill: CancellationToken,
     conns: TaskTracker,
@@ -118,7 +125,7 @@ async fn accept_loop(
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 backoff.reset();
                 // Boxed: the connection's future (the relay's or the policy
                 // relay's state, a few KiB) is otherwise copied whole each
@@ -145,14 +152,17 @@ async fn accept_loop(
     }
 }
 
-async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: CancellationToken) {
+async fn serve(tenant: Arc<TenantShared>, client: StdUnixStream, kill: CancellationToken) {
     let started = Instant::now();
     let spec = tenant.spec();
     let m = tenant.metrics();
     m.accepted();
-    let peer = match client.peer_cred() {
+    let peer = match nix::sys::socket::getsockopt(
+        &client,
+        nix::sys::socket::sockopt::PeerCredentials,
+    ) {
         Ok(c) => Peer {
-            pid: c.pid().unwrap_or(0),
+            pid: c.pid(),
             uid: c.uid(),
             gid: c.gid(),
         },
@@ -176,6 +186,9 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
         tracing::warn!(tenant = %tenant.name(), pid, uid, gid, reason = "limit", max_connections = spec.max_connections,
             "connection refused: max_connections reached");
         if spec.access.policy().is_some() {
+            let Some(client) = to_tokio(&tenant, client) else {
+                return;
+            };
             // An HTTP client is told why (429); the byte relay just closes.
             Box::pin(crate::policy_relay::refuse_over_limit(
                 &tenant, client, peer, kill,
@@ -185,6 +198,9 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
         return;
     };
     if spec.access.policy().is_some() {
+        let Some(client) = to_tokio(&tenant, client) else {
+            return;
+        };
         // Boxed: the policy relay's state is several times the byte relay's,
         // and inline it would size every byte-relay connection's task too.
         Box::pin(crate::policy_relay::serve(
@@ -198,10 +214,18 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
         // token is never polled (registering a waiter on it and removing it
         // again costs two locks per connection).
         biased;
-        r = crate::upstream::connect(&tenant, &spec, peer) => r,
+        r = crate::upstream::connect_std(&tenant, &spec, peer) => r,
         _ = kill.cancelled() => return,
     };
     let Ok(upstream) = upstream else { return };
+    let (client, upstream) = match (ReadRegistered::new(client), ReadRegistered::new(upstream)) {
+        (Ok(c), Ok(u)) => (c, u),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(tenant = %tenant.name(), pid, uid, gid, error = %e,
+                "cannot register the connection with the runtime; closing");
+            return;
+        }
+    };
     // A tenant moved from `full` to a policy: its byte-relay connections
     // close, so that clients reconnect under the policy (the byte relay
     // cannot start checking in the middle of a stream).
@@ -225,6 +249,17 @@ async fn serve(tenant: Arc<TenantShared>, client: UnixStream, kill: Cancellation
     let lived = started.elapsed();
     m.connection_ended(lived);
     log_closed(&tenant, peer, lived, &outcome);
+}
+
+/// `client` registered with tokio as usual, for the policy relay; `None`
+/// (logged) if the runtime refuses it.
+fn to_tokio(tenant: &TenantShared, client: StdUnixStream) -> Option<UnixStream> {
+    UnixStream::from_std(client)
+        .inspect_err(|e| {
+            tracing::warn!(tenant = %tenant.name(), error = %e,
+                "cannot register the connection with the runtime; closing");
+        })
+        .ok()
 }
 
 /// Resolves once `tenant`'s settings gain an access policy.

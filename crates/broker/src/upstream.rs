@@ -8,6 +8,8 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::os::unix::net::UnixStream as StdUnixStream;
+
 use tokio::net::UnixStream;
 
 use crate::backoff::Backoff;
@@ -23,8 +25,19 @@ pub async fn connect(
     spec: &TenantSpec,
     peer: Peer,
 ) -> io::Result<UnixStream> {
+    UnixStream::from_std(connect_std(tenant, spec, peer).await?)
+}
+
+/// [`connect`], returning the socket unregistered (non-blocking), for the
+/// byte relay, which registers it for reading only
+/// (`sockbroker_relay::ReadRegistered`).
+pub async fn connect_std(
+    tenant: &TenantShared,
+    spec: &TenantSpec,
+    peer: Peer,
+) -> io::Result<StdUnixStream> {
     let started = Instant::now();
-    match connect_upstream(&spec.upstream, spec.connect_timeout).await {
+    match connect_upstream_std(&spec.upstream, spec.connect_timeout).await {
         Ok(s) => {
             tenant.metrics().upstream_connected(started.elapsed());
             Ok(s)
@@ -51,9 +64,15 @@ pub async fn connect(
 /// waits like socat's `connect-timeout` instead of failing. Returns
 /// `ErrorKind::TimedOut` ("upstream connect timed out …") when the time is up.
 pub async fn connect_upstream(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
-    let attempt = || -> io::Result<UnixStream> {
-        let fd = crate::socket::connect_nonblocking(path)?;
-        UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+    UnixStream::from_std(connect_upstream_std(path, timeout).await?)
+}
+
+/// [`connect_upstream`], returning the socket unregistered (non-blocking).
+async fn connect_upstream_std(path: &Path, timeout: Duration) -> io::Result<StdUnixStream> {
+    let attempt = || -> io::Result<StdUnixStream> {
+        Ok(StdUnixStream::from(crate::socket::connect_nonblocking(
+            path,
+        )?))
     };
     let deadline = Instant::now() + timeout;
     let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));

@@ -9,8 +9,12 @@
 //! # Semantics
 //!
 //! * **Full duplex in one task.** Both directions are driven concurrently by a
-//!   single future using the borrowed halves of [`UnixStream::split`]; no task
-//!   or thread is spawned per connection.
+//!   single future that borrows both streams; no task or thread is spawned
+//!   per connection.
+//! * **Two kinds of stream** ([`RelayStream`]): tokio's `UnixStream`, and
+//!   [`ReadRegistered`], registered with the runtime for reading only, which
+//!   the broker's byte relay uses: a peer draining what the relay wrote
+//!   then wakes nobody (docs/performance.md). Both behave the same here.
 //! * **Half-close is propagated.** When one side sends EOF, the relay calls
 //!   `shutdown(SHUT_WR)` on the other side and keeps relaying the opposite
 //!   direction until it, too, reaches EOF. `docker run -i`, `docker exec -i`,
@@ -67,7 +71,9 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere but `registered` (registering a socket for
+// reading only, and `accept4(2)`; that module says why).
+#![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
 use std::fmt;
@@ -76,9 +82,6 @@ use std::io;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::unix::{ReadHalf, WriteHalf};
-use tokio::net::UnixStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -334,9 +337,9 @@ pub struct Outcome {
 /// Both streams are consumed and closed (dropped) when this returns. The
 /// returned future is `Send`, so it can run in a spawned task; it spawns
 /// nothing itself. See the [crate docs](crate) for the exact semantics.
-pub async fn relay(
-    mut client: UnixStream,
-    mut upstream: UnixStream,
+pub async fn relay<C: RelayStream, U: RelayStream>(
+    client: C,
+    upstream: U,
     opts: &RelayOptions,
     sink: &dyn ByteSink,
 ) -> Outcome {
@@ -348,11 +351,9 @@ pub async fn relay(
     let mut bytes_downstream = 0;
 
     let end = {
-        let (client_read, client_write) = client.split();
-        let (upstream_read, upstream_write) = upstream.split();
         let up = pump(
-            client_read,
-            upstream_write,
+            &client,
+            &upstream,
             Direction::Upstream,
             opts,
             &shared,
@@ -360,8 +361,8 @@ pub async fn relay(
             &mut bytes_upstream,
         );
         let down = pump(
-            upstream_read,
-            client_write,
+            &upstream,
+            &client,
             Direction::Downstream,
             opts,
             &shared,
@@ -635,9 +636,9 @@ enum Eof {
 /// read fills the whole buffer (a bulk transfer) and [`RelayOptions::splice`]
 /// allows it, the direction switches to `splice(2)` through a kernel pipe and
 /// frees the buffer (see [`zero_copy`]).
-async fn pump(
-    src: ReadHalf<'_>,
-    mut dst: WriteHalf<'_>,
+async fn pump<S: RelayStream, D: RelayStream>(
+    src: &S,
+    dst: &D,
     dir: Direction,
     opts: &RelayOptions,
     shared: &Shared,
@@ -675,7 +676,7 @@ async fn pump(
         let holding = release && buf.capacity() > 0;
         let give_back = tokio::select! {
             biased;
-            r = src.readable() => {
+            r = std::future::poll_fn(|cx| src.poll_read_ready(cx)) => {
                 r.map_err(|e| (src_side, e))?;
                 false
             }
@@ -695,7 +696,7 @@ async fn pump(
             }
         }
         buf.clear();
-        let n = match read_now(&src, &mut buf) {
+        let n = match src.read_into(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -721,7 +722,7 @@ async fn pump(
 
         let mut written = 0;
         while written < n {
-            match dst.write(&buf[written..n]).await {
+            match std::future::poll_fn(|cx| stream::poll_write(dst, cx, &buf[written..n])).await {
                 Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
                 Ok(w) => {
                     written += w;
@@ -742,7 +743,7 @@ async fn pump(
                 // Boxed: the splice loop's state exists only on bulk
                 // connections and must not grow every idle relay's future.
                 Box::pin(zero_copy::pump(
-                    &src, &dst, &pipe, src_side, dst_side, &mut moved,
+                    src, dst, &pipe, src_side, dst_side, &mut moved,
                 ))
                 .await?;
                 break;
@@ -754,57 +755,14 @@ async fn pump(
     drop(buf);
     buffers.dropped(bit);
 
-    if hung_up(src.as_ref()).await {
+    if src.hung_up() {
         return Ok(Eof::HungUp);
     }
-    match dst.shutdown().await {
+    match dst.shutdown_write() {
         // The peer already closed: there is nobody left to tell about EOF,
         // which is not a failure of this direction.
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err((dst_side, e)),
         _ => Ok(Eof::Propagated),
-    }
-}
-
-/// Whether the last readiness event of `s` said the peer is gone for good
-/// (`EPOLLHUP`, or an error), not merely done writing (`EPOLLRDHUP`).
-///
-/// Reads the readiness tokio already has, without a syscall and without
-/// waiting. Closed states never go stale in tokio, so `true` is exact; a
-/// hang-up whose event has not been processed yet reads as `false`, and the
-/// direction then takes the ordinary half-close path.
-async fn hung_up(s: &UnixStream) -> bool {
-    tokio::select! {
-        biased;
-        r = s.ready(Interest::WRITABLE) => matches!(r, Ok(ready) if ready.is_write_closed()),
-        () = std::future::ready(()) => false,
-    }
-}
-
-/// Read what `src` has into `buf`'s spare capacity, without waiting.
-///
-/// A short read means the socket's queue was drained, so it also clears the
-/// readiness, as tokio's own `AsyncRead` does for epoll: the next wait then
-/// sleeps until new data instead of costing one more `recv` that says
-/// `EAGAIN` (one syscall per message in request/response traffic). The
-/// outer `try_io` takes its readiness snapshot before the read, so an event
-/// that arrives during the read is never lost.
-fn read_now(src: &ReadHalf<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let want = buf.capacity() - buf.len();
-    let mut got = None;
-    let res = src.as_ref().try_io(Interest::READABLE, || {
-        let n = src.try_read_buf(buf)?;
-        got = Some(n);
-        if n > 0 && n < want {
-            // Reported as "would block" so that `try_io` clears the readiness;
-            // the bytes are returned through `got`.
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match got {
-        Some(n) => Ok(n),
-        None => res,
     }
 }
 
@@ -815,6 +773,15 @@ fn read_now(src: &ReadHalf<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
 /// per direction, created only once a direction has shown bulk traffic.
 #[cfg(target_os = "linux")]
 mod zero_copy;
+
+/// The streams a relay joins ([`RelayStream`]).
+mod stream;
+
+/// Sockets registered for reading only ([`ReadRegistered`], [`Listener`]).
+mod registered;
+
+pub use registered::{Listener, ReadRegistered};
+pub use stream::RelayStream;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use tokio::net::UnixStream;
 
 #[test]
 fn end_reason_labels_are_stable() {

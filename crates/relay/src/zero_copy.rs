@@ -3,11 +3,8 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
+use super::{PumpError, RelayStream, Side};
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
-use tokio::io::Interest;
-use tokio::net::unix::{ReadHalf, WriteHalf};
-
-use super::{PumpError, Side};
 
 /// Pipe capacity asked for, and so the most bytes moved per `splice(2)`:
 /// 256 KiB measured 0.79–0.88x the relay CPU per MB of the 64 KiB default
@@ -41,25 +38,24 @@ fn flags() -> SpliceFFlags {
 /// byte count written to `dst`. The pipe is always drained before the
 /// next read, so "would block" on a read means `src` has nothing, and on
 /// a write means `dst` is full.
-pub(super) async fn pump(
-    src: &ReadHalf<'_>,
-    dst: &WriteHalf<'_>,
+pub(super) async fn pump<S: RelayStream, D: RelayStream>(
+    src: &S,
+    dst: &D,
     pipe: &Pipe,
     src_side: Side,
     dst_side: Side,
     moved: &mut impl FnMut(usize),
 ) -> Result<(), PumpError> {
-    let src_stream = src.as_ref();
-    let dst_stream = dst.as_ref();
     loop {
         let n = loop {
-            match src_stream.try_io(Interest::READABLE, || {
-                splice(src_stream, None, &pipe.write, None, pipe.len, flags())
-                    .map_err(io::Error::from)
+            match src.try_read_io(|| {
+                splice(src, None, &pipe.write, None, pipe.len, flags()).map_err(io::Error::from)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    src_stream.readable().await.map_err(|e| (src_side, e))?
+                    std::future::poll_fn(|cx| src.poll_read_ready(cx))
+                        .await
+                        .map_err(|e| (src_side, e))?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err((src_side, e)),
@@ -70,8 +66,8 @@ pub(super) async fn pump(
         }
         let mut left = n;
         while left > 0 {
-            match dst_stream.try_io(Interest::WRITABLE, || {
-                splice(&pipe.read, None, dst_stream, None, left, flags()).map_err(io::Error::from)
+            match dst.try_write_io(|| {
+                splice(&pipe.read, None, dst, None, left, flags()).map_err(io::Error::from)
             }) {
                 Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
                 Ok(w) => {
@@ -79,7 +75,9 @@ pub(super) async fn pump(
                     moved(w);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    dst_stream.writable().await.map_err(|e| (dst_side, e))?
+                    std::future::poll_fn(|cx| dst.poll_write_ready(cx))
+                        .await
+                        .map_err(|e| (dst_side, e))?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err((dst_side, e)),
