@@ -43,7 +43,8 @@ fn register<T: AsRawFd>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> 
 }
 
 /// A connected Unix stream registered with the runtime for readability
-/// only; see the [module docs](self). Relay it with [`relay`](crate::relay).
+/// only (the `registered` module says why). Relay it with
+/// [`relay`](crate::relay).
 #[derive(Debug)]
 pub struct ReadRegistered {
     fd: AsyncFd<UnixStream>,
