@@ -176,9 +176,21 @@ impl Listener {
     /// The next connection: non-blocking and close-on-exec, from one
     /// `accept4(2)`.
     pub async fn accept(&self) -> io::Result<UnixStream> {
-        self.0
-            .async_io(Interest::READABLE, accept_nonblocking)
-            .await
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// [`accept`](Listener::accept) as a poll: the waker is kept in the
+    /// socket's one reader slot (no future joining its waiter list per
+    /// connection). Only one task may accept.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<UnixStream>> {
+        loop {
+            let mut guard = std::task::ready!(self.0.poll_read_ready(cx))?;
+            match guard.try_io(|l| accept_nonblocking(l.get_ref())) {
+                Ok(r) => return Poll::Ready(r),
+                // Drained: the readiness is cleared; wait again.
+                Err(_would_block) => continue,
+            }
+        }
     }
 
     /// The socket.
