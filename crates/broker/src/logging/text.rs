@@ -173,6 +173,7 @@ struct Fields<'a> {
 impl Fields<'_> {
     /// Writes the separator and `name=` (nothing but the separator for the
     /// message); `false` for a field that is not shown.
+    #[inline(always)]
     fn name(&mut self, field: &Field) -> bool {
         let name = field.name();
         if name.starts_with("log.") {
@@ -246,6 +247,11 @@ impl Shortest {
         // value = mantissa × 2^(exponent − 1075).
         let places = 1075 - exponent - i64::from(mantissa.trailing_zeros());
         let text = self.0.format_finite(value);
+        // In this range the text has at most 20 places (`0.000` and 17
+        // digits), so a tie needs `places` ≤ 21: most values need no count.
+        if places > 21 {
+            return Some(text);
+        }
         let shown = text.len() - text.find('.')? - 1;
         (places > shown as i64 + 1).then_some(text)
     }

@@ -1,8 +1,8 @@
 //! The timestamp of every line, formatted once per second.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::time::{clock_gettime, ClockId};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
@@ -23,10 +23,14 @@ thread_local! {
 
 impl FormatTime for Timestamp {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+        // The clock `SystemTime::now` reads, without its `Duration` arithmetic.
+        let Ok(now) = clock_gettime(ClockId::CLOCK_REALTIME) else {
             return tracing_subscriber::fmt::time::SystemTime.format_time(w);
         };
-        let secs = now.as_secs();
+        let (Ok(secs), Ok(nanos)) = (u64::try_from(now.tv_sec()), u32::try_from(now.tv_nsec()))
+        else {
+            return tracing_subscriber::fmt::time::SystemTime.format_time(w);
+        };
         let written = SECOND.try_with(|cell| {
             let Ok(mut cached) = cell.try_borrow_mut() else {
                 return None;
@@ -41,7 +45,7 @@ impl FormatTime for Timestamp {
                 *second = secs;
             }
             text.truncate(20);
-            let micros = now.subsec_micros();
+            let micros = nanos / 1_000;
             for power in [100_000, 10_000, 1_000, 100, 10, 1] {
                 text.push(char::from(b'0' + (micros / power % 10) as u8));
             }
