@@ -244,7 +244,7 @@ async fn policy_arrives(tenant: &TenantShared) {
 /// The one log line of a byte-relay connection.
 fn log_closed(tenant: &TenantShared, peer: Peer, lived: Duration, outcome: &Outcome) {
     // The message as a `&str`, fixed unless the relay failed: formatting
-    // `outcome.end` into it cost ~300 of the line's instructions
+    // `outcome.end` into it cost ~250 of the line's instructions
     // (docs/performance.md). `message` first, where the macro puts a format
     // string's message: the line is the same.
     let failed;
