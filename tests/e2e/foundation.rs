@@ -617,3 +617,86 @@ fn a_client_that_hangs_up_ends_its_connection_without_waiting_for_the_upstream()
         .to_owned();
     assert!(line.contains("client_closed"), "{line}");
 }
+
+/// A relayed connection's audit line, as the real binary writes it in both
+/// formats: every field, in order, with its exact text (the broker writes the
+/// text format's lines with a formatter of its own, docs/decisions.md
+/// "Logging"; this pins what it writes).
+#[test]
+fn audit_line_of_a_connection_in_text_and_json() {
+    let (pid, uid, gid) = (
+        std::process::id(),
+        nix::unistd::geteuid(),
+        nix::unistd::getegid(),
+    );
+    for json in [false, true] {
+        let scene = Scene::new();
+        let args: &[&str] = if json { &["--log-format", "json"] } else { &[] };
+        let b = scene.start(&[("a", own_ids())], args);
+        wait_socket(&scene.sock("a"));
+        let mut c = UnixStream::connect(scene.sock("a")).unwrap();
+        c.write_all(b"hello").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"hello");
+        drop(c);
+        // wait_socket's probes are connections too: find ours by its bytes.
+        let ours = if json {
+            "\"bytes_upstream\":5,"
+        } else {
+            "bytes_upstream=5 "
+        };
+        b.wait_log(ours);
+        let logs = b.logs();
+        let line = logs.lines().find(|l| l.contains(ours)).unwrap();
+        let end = ["client_closed", "upstream_closed"]
+            .into_iter()
+            .find(|e| line.contains(&format!("connection closed: {e}")))
+            .unwrap_or_else(|| panic!("no end in {line}"));
+        let (time, duration) = if json {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let time = v["timestamp"].as_str().unwrap().to_owned();
+            let duration = line.split("\"duration_s\":").nth(1).unwrap();
+            (time, duration.split(',').next().unwrap().to_owned())
+        } else {
+            let duration = line.split(" duration_s=").nth(1).unwrap();
+            (
+                line[..27].to_owned(),
+                duration.split(' ').next().unwrap().to_owned(),
+            )
+        };
+        let expected = if json {
+            format!(
+                "{{\"timestamp\":\"{time}\",\"level\":\"INFO\",\
+                 \"message\":\"connection closed: {end}\",\"tenant\":\"a\",\
+                 \"pid\":{pid},\"uid\":{uid},\"gid\":{gid},\"bytes_upstream\":5,\
+                 \"bytes_downstream\":5,\"duration_s\":{duration},\"end\":\"{end}\",\
+                 \"target\":\"sockbroker::listener\"}}"
+            )
+        } else {
+            format!(
+                "{time}  INFO sockbroker::listener: connection closed: {end} tenant=a \
+                 pid={pid} uid={uid} gid={gid} bytes_upstream=5 bytes_downstream=5 \
+                 duration_s={duration} end=\"{end}\""
+            )
+        };
+        assert_eq!(line, expected);
+        // RFC 3339, UTC, microseconds; the duration's shortest text.
+        let t = time.as_bytes();
+        assert_eq!(t.len(), 27, "{time}");
+        for (i, &c) in t.iter().enumerate() {
+            match i {
+                4 | 7 => assert_eq!(c, b'-', "{time}"),
+                10 => assert_eq!(c, b'T', "{time}"),
+                13 | 16 => assert_eq!(c, b':', "{time}"),
+                19 => assert_eq!(c, b'.', "{time}"),
+                26 => assert_eq!(c, b'Z', "{time}"),
+                _ => assert!(c.is_ascii_digit(), "{time}"),
+            }
+        }
+        let seconds: f64 = duration.parse().unwrap();
+        assert_eq!(format!("{seconds:?}"), duration);
+        assert!(seconds > 0.0 && seconds < 60.0, "{duration}");
+    }
+}
