@@ -54,10 +54,11 @@ pub struct ReadRegistered {
 }
 
 impl ReadRegistered {
-    /// Register `stream` (set to non-blocking here if it is not) with the
-    /// current runtime. Must be called within a tokio runtime.
+    /// Register `stream`, which must already be non-blocking (as from
+    /// [`Listener::accept`], or a socket made with `SOCK_NONBLOCK`), with the
+    /// current runtime. Not set here: that would be an `ioctl(2)` per socket
+    /// on the connection path. Must be called within a tokio runtime.
     pub fn new(stream: UnixStream) -> io::Result<ReadRegistered> {
-        stream.set_nonblocking(true)?;
         Ok(ReadRegistered {
             fd: register(stream, Interest::READABLE)?,
             writer: OnceLock::new(),
@@ -166,10 +167,9 @@ fn recv_into_spare(s: &UnixStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 pub struct Listener(AsyncFd<UnixListener>);
 
 impl Listener {
-    /// Register `listener` (set to non-blocking here) with the current
-    /// runtime. Must be called within a tokio runtime.
+    /// Register `listener`, which must already be non-blocking, with the
+    /// current runtime. Must be called within a tokio runtime.
     pub fn new(listener: UnixListener) -> io::Result<Listener> {
-        listener.set_nonblocking(true)?;
         Ok(Listener(register(listener, Interest::READABLE)?))
     }
 

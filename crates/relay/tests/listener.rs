@@ -13,7 +13,9 @@ use tokio::net::UnixStream;
 async fn accepted_connections_are_unregistered_nonblocking_and_relay() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.sock");
-    let listener = Listener::new(std::os::unix::net::UnixListener::bind(&path).unwrap()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = Listener::new(listener).unwrap();
     let (upstream_relay, mut upstream) = UnixStream::pair().unwrap();
 
     let test = async {

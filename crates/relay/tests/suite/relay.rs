@@ -479,8 +479,8 @@ async fn upstream_vanishes_while_client_writes() {
         let Harness {
             client,
             mut upstream,
+            counters,
             relay,
-            ..
         } = start(RelayOptions::default());
 
         let (mut client_r, mut client_w) = client.into_split();
@@ -498,6 +498,10 @@ async fn upstream_vanishes_while_client_writes() {
 
         let mut buf = vec![0; 64 << 10];
         upstream.read_exact(&mut buf).await.unwrap();
+        // Close with unread data (a reset), not a plain hang-up: wait until
+        // the relay has queued more than was read. Under load it may not
+        // have yet, and a plain hang-up ends the relay as `upstream_closed`.
+        wait_until(|| counters.upstream() > 128 << 10).await;
         drop(upstream);
 
         let out = relay.await.unwrap();
