@@ -74,6 +74,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, Interest};
@@ -479,15 +480,9 @@ impl Buffers {
         Self::clear(&self.release, bit);
     }
 
-    /// Resolves once `drive` asks this direction to give its buffer back.
-    fn asked(&self, bit: u8) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(move |_| {
-            if self.release.load(Ordering::Relaxed) & bit != 0 {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
+    /// Whether `drive` asks this direction to give its buffer back.
+    fn asked(&self, bit: u8) -> bool {
+        self.release.load(Ordering::Relaxed) & bit != 0
     }
 
     /// Whether a direction holds a buffer it is not already asked to give
@@ -672,15 +667,17 @@ async fn pump(
     loop {
         // Wait before allocating: a connection that is merely open holds no buffer.
         // One wait for both, so the future holds one readiness future.
+        // `poll_read_ready` keeps the waker in the socket's one reader slot;
+        // `readable()` made a future per turn that, while pending, joined the
+        // socket's waiter list under its lock and left it again when dropped.
         let holding = release && buf.capacity() > 0;
-        let give_back = tokio::select! {
-            biased;
-            r = src.readable() => {
-                r.map_err(|e| (src_side, e))?;
-                false
-            }
-            () = buffers.asked(bit), if holding => true,
-        };
+        let give_back = std::future::poll_fn(|cx| match src.as_ref().poll_read_ready(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map(|()| false)),
+            Poll::Pending if holding && buffers.asked(bit) => Poll::Ready(Ok(true)),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
+        .map_err(|e| (src_side, e))?;
         if give_back {
             buf = Vec::new();
             buffers.dropped(bit);
