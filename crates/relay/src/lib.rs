@@ -73,8 +73,9 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, Interest};
@@ -505,6 +506,84 @@ impl Buffers {
     }
 }
 
+/// [`RelayOptions::cancel`] as `drive` checks it on every wake-up.
+///
+/// Polling the token's future each time took two locks (the token's state
+/// and its waiter list), on a token that all connections of a listener
+/// share; here the future is polled once to register a waker of ours, which
+/// only sets a flag and wakes the task, and each wake-up reads the flag
+/// (docs/performance.md).
+struct Cancel<'p, 'a> {
+    cancelled: std::pin::Pin<&'p mut tokio_util::sync::WaitForCancellationFuture<'a>>,
+    /// Set once the future was polled with `waker`.
+    registered: Option<(Arc<CancelFlag>, Waker)>,
+    /// The task's waker that `flag` wakes, as last seen (to notice a change
+    /// without taking the flag's lock).
+    task: Option<Waker>,
+}
+
+/// Set by the cancellation token's wake-up, which it passes on to the task.
+struct CancelFlag {
+    fired: AtomicBool,
+    task: std::sync::Mutex<Waker>,
+}
+
+impl Wake for CancelFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::SeqCst);
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wake_by_ref();
+    }
+}
+
+impl<'p, 'a> Cancel<'p, 'a> {
+    fn new(
+        cancelled: std::pin::Pin<&'p mut tokio_util::sync::WaitForCancellationFuture<'a>>,
+    ) -> Self {
+        Cancel {
+            cancelled,
+            registered: None,
+            task: None,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some((flag, waker)) = &self.registered else {
+            let flag = Arc::new(CancelFlag {
+                fired: AtomicBool::new(false),
+                task: std::sync::Mutex::new(cx.waker().clone()),
+            });
+            let waker = Waker::from(flag.clone());
+            let r = self
+                .cancelled
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker));
+            self.registered = Some((flag, waker));
+            self.task = Some(cx.waker().clone());
+            return r;
+        };
+        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            // Stored before the flag is read: a wake-up after the read
+            // finds the new waker.
+            *flag.task.lock().unwrap_or_else(|e| e.into_inner()) = cx.waker().clone();
+            self.task = Some(cx.waker().clone());
+        }
+        if flag.fired.load(Ordering::SeqCst) {
+            return self
+                .cancelled
+                .as_mut()
+                .poll(&mut Context::from_waker(waker));
+        }
+        Poll::Pending
+    }
+}
+
 /// Run both directions to completion, racing them against cancellation, the
 /// idle timer and the buffer-release timer.
 async fn drive<U, D>(up: U, down: D, opts: &RelayOptions, shared: &Shared) -> EndReason
@@ -516,6 +595,7 @@ where
     tokio::pin!(up, down);
     let cancelled = opts.cancel.cancelled();
     tokio::pin!(cancelled);
+    let mut cancel = Cancel::new(cancelled);
 
     // One timer for the whole connection. Activity only records a timestamp;
     // when the timer fires we either end (truly idle) or push the deadline to
@@ -541,7 +621,7 @@ where
         tokio::select! {
             biased;
 
-            _ = &mut cancelled => return EndReason::Cancelled,
+            () = std::future::poll_fn(|cx| cancel.poll(cx)) => return EndReason::Cancelled,
 
 
             res = &mut up, if !up_done => {
