@@ -506,29 +506,20 @@ impl Buffers {
     }
 }
 
-/// [`RelayOptions::cancel`] as `drive` checks it on every wake-up.
+/// A waker of the relay's own for the cancel token and its timers: it sets
+/// a flag and passes the wake-up on to the task.
 ///
-/// Polling the token's future each time took two locks (the token's state
-/// and its waiter list), on a token that all connections of a listener
-/// share; here the future is polled once to register a waker of ours, which
-/// only sets a flag and wakes the task, and each wake-up reads the flag
-/// (docs/performance.md).
-struct Cancel<'p, 'a> {
-    cancelled: std::pin::Pin<&'p mut tokio_util::sync::WaitForCancellationFuture<'a>>,
-    /// Set once the future was polled with `waker`.
-    registered: Option<(Arc<CancelFlag>, Waker)>,
-    /// The task's waker that `flag` wakes, as last seen (to notice a change
-    /// without taking the flag's lock).
-    task: Option<Waker>,
-}
-
-/// Set by the cancellation token's wake-up, which it passes on to the task.
-struct CancelFlag {
+/// Polling the token's future on every wake-up took two locks (the token's
+/// state and its waiter list, on a token that all connections of a listener
+/// share), and polling a timer's `Sleep` reads its state and re-registers
+/// the waker; `drive` polls them only when this waker fired (or right after
+/// it changed them), and otherwise reads the flag (docs/performance.md).
+struct Events {
     fired: AtomicBool,
     task: std::sync::Mutex<Waker>,
 }
 
-impl Wake for CancelFlag {
+impl Wake for Events {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -542,46 +533,47 @@ impl Wake for CancelFlag {
     }
 }
 
-impl<'p, 'a> Cancel<'p, 'a> {
-    fn new(
-        cancelled: std::pin::Pin<&'p mut tokio_util::sync::WaitForCancellationFuture<'a>>,
-    ) -> Self {
-        Cancel {
-            cancelled,
-            registered: None,
-            task: None,
+/// `drive`'s handle on [`Events`].
+struct EventWaker {
+    events: Arc<Events>,
+    /// `Waker::from(events)`, what the token and the timers are polled with.
+    waker: Waker,
+    /// The task's waker that `events` passes wake-ups on to, as last stored
+    /// (to notice a change without taking the lock).
+    task: Waker,
+}
+
+impl EventWaker {
+    fn new(cx: &Context<'_>) -> Self {
+        let events = Arc::new(Events {
+            fired: AtomicBool::new(false),
+            task: std::sync::Mutex::new(cx.waker().clone()),
+        });
+        EventWaker {
+            waker: Waker::from(events.clone()),
+            events,
+            task: cx.waker().clone(),
         }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some((flag, waker)) = &self.registered else {
-            let flag = Arc::new(CancelFlag {
-                fired: AtomicBool::new(false),
-                task: std::sync::Mutex::new(cx.waker().clone()),
-            });
-            let waker = Waker::from(flag.clone());
-            let r = self
-                .cancelled
-                .as_mut()
-                .poll(&mut Context::from_waker(&waker));
-            self.registered = Some((flag, waker));
-            self.task = Some(cx.waker().clone());
-            return r;
-        };
-        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+    /// Follow the task's waker; whether an event fired since the last call.
+    fn fired(&mut self, cx: &Context<'_>) -> bool {
+        if !self.task.will_wake(cx.waker()) {
             // Stored before the flag is read: a wake-up after the read
             // finds the new waker.
-            *flag.task.lock().unwrap_or_else(|e| e.into_inner()) = cx.waker().clone();
-            self.task = Some(cx.waker().clone());
+            self.task = cx.waker().clone();
+            *self.events.task.lock().unwrap_or_else(|e| e.into_inner()) = self.task.clone();
         }
-        if flag.fired.load(Ordering::SeqCst) {
-            return self
-                .cancelled
-                .as_mut()
-                .poll(&mut Context::from_waker(waker));
-        }
-        Poll::Pending
+        self.events.fired.swap(false, Ordering::SeqCst)
     }
+}
+
+/// What woke `drive`.
+enum Step {
+    Cancelled,
+    Up(Result<Eof, PumpError>),
+    Down(Result<Eof, PumpError>),
+    Idle,
 }
 
 /// Run both directions to completion, racing them against cancellation, the
@@ -595,14 +587,13 @@ where
     tokio::pin!(up, down);
     let cancelled = opts.cancel.cancelled();
     tokio::pin!(cancelled);
-    let mut cancel = Cancel::new(cancelled);
 
     // One timer for the whole connection. Activity only records a timestamp;
     // when the timer fires we either end (truly idle) or push the deadline to
     // `last activity + timeout`. This avoids touching the timer wheel on
-    // every read and write.
+    // every read and write. Made only when there is a timeout.
     let mut idle_timeout = opts.idle_timeout;
-    let idle_sleep = tokio::time::sleep(idle_timeout.unwrap_or(Duration::ZERO));
+    let idle_sleep = idle_timeout.map(tokio::time::sleep);
     tokio::pin!(idle_sleep);
 
     // The buffer-release timer (see `Buffers`): runs while a direction holds
@@ -613,18 +604,69 @@ where
     tokio::pin!(quiet);
     let mut quiet_armed = false;
 
+    let mut events: Option<EventWaker> = None;
+    // Poll the token and the timers with `events`' waker on the next turn
+    // whatever its flag says: at the start, and after a turn that changed
+    // a timer.
+    let mut poll_events = true;
+
     let mut up_done = false;
     let mut down_done = false;
     let mut first_done: Option<Side> = None;
 
     loop {
-        tokio::select! {
-            biased;
+        let step = std::future::poll_fn(|cx| {
+            let ev = events.get_or_insert_with(|| EventWaker::new(cx));
+            let fired = ev.fired(cx) | std::mem::take(&mut poll_events);
+            let mut ecx = Context::from_waker(&ev.waker);
+            if fired && cancelled.as_mut().poll(&mut ecx).is_ready() {
+                return Poll::Ready(Step::Cancelled);
+            }
+            if !up_done {
+                if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                    return Poll::Ready(Step::Up(r));
+                }
+            }
+            if !down_done {
+                if let Poll::Ready(r) = down.as_mut().poll(cx) {
+                    return Poll::Ready(Step::Down(r));
+                }
+            }
+            if fired {
+                if let Some(sleep) = idle_sleep.as_mut().as_pin_mut() {
+                    if idle_timeout.is_some() && sleep.poll(&mut ecx).is_ready() {
+                        return Poll::Ready(Step::Idle);
+                    }
+                }
+            }
+            // After the directions, so that a buffer allocated while polling
+            // them arms the timer in the same turn; when the timer fires, the
+            // next turn polls them with their release requests set.
+            if let Some(after) = release_after {
+                let mut poll_quiet = fired;
+                if !quiet_armed && buffers.want_timer() {
+                    quiet.as_mut().reset(Instant::now() + after);
+                    quiet_armed = true;
+                    poll_quiet = true;
+                }
+                if quiet_armed && poll_quiet && quiet.as_mut().poll(&mut ecx).is_ready() {
+                    quiet_armed = buffers.period_over();
+                    if quiet_armed {
+                        quiet.as_mut().reset(Instant::now() + after);
+                    }
+                    // The directions see their release requests, and a
+                    // re-armed timer gets polled, on the next turn.
+                    cx.waker().wake_by_ref();
+                    poll_events = true;
+                }
+            }
+            Poll::Pending
+        })
+        .await;
 
-            () = std::future::poll_fn(|cx| cancel.poll(cx)) => return EndReason::Cancelled,
-
-
-            res = &mut up, if !up_done => {
+        match step {
+            Step::Cancelled => return EndReason::Cancelled,
+            Step::Up(res) => {
                 match res {
                     Err((side, error)) => return EndReason::Error { side, error },
                     // Nothing can reach the client any more: the other
@@ -635,8 +677,7 @@ where
                 up_done = true;
                 first_done.get_or_insert(Side::Client);
             }
-
-            res = &mut down, if !down_done => {
+            Step::Down(res) => {
                 match res {
                     Err((side, error)) => return EndReason::Error { side, error },
                     Ok(Eof::HungUp) => up_done = true,
@@ -645,36 +686,20 @@ where
                 down_done = true;
                 first_done.get_or_insert(Side::Upstream);
             }
-
-            _ = &mut idle_sleep, if idle_timeout.is_some() => {
+            Step::Idle => {
                 let timeout = idle_timeout.unwrap_or_default();
                 match activity.last().checked_add(timeout) {
                     Some(deadline) if deadline <= Instant::now() => return EndReason::Idle,
-                    Some(deadline) => idle_sleep.as_mut().reset(deadline),
+                    Some(deadline) => {
+                        if let Some(sleep) = idle_sleep.as_mut().as_pin_mut() {
+                            sleep.reset(deadline);
+                        }
+                    }
                     // Timeout so large it can never elapse.
                     None => idle_timeout = None,
                 }
+                poll_events = true;
             }
-
-            // After the directions, so that a buffer allocated while polling
-            // them arms the timer in the same turn; when the timer fires, the
-            // next turn polls them with their release requests set.
-            () = std::future::poll_fn(|cx| {
-                let after = release_after.unwrap_or_default();
-                if !quiet_armed {
-                    if !buffers.want_timer() {
-                        return std::task::Poll::Pending;
-                    }
-                    quiet.as_mut().reset(Instant::now() + after);
-                    quiet_armed = true;
-                }
-                std::task::ready!(quiet.as_mut().poll(cx));
-                quiet_armed = buffers.period_over();
-                if quiet_armed {
-                    quiet.as_mut().reset(Instant::now() + after);
-                }
-                std::task::Poll::Ready(())
-            }), if release_after.is_some() => {}
         }
 
         if up_done && down_done {
