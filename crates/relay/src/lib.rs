@@ -207,8 +207,8 @@ impl ByteSink for Counters {
 
 /// Relay settings.
 ///
-/// Cloneable so the broker can keep one template per listener and hand each
-/// connection a copy (typically with a child cancellation token).
+/// Cloneable and taken by reference, so the broker can keep one per listener
+/// and settings version that all of its connections share.
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
     /// End the relay with [`EndReason::Idle`] once no byte has moved in either
