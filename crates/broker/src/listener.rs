@@ -199,11 +199,17 @@ async fn accept_loop(
     tokio::pin!(stopped);
     let mut current: Option<Arc<Generation>> = None;
     loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = &mut stopped => return,
-            r = listener.accept() => r,
-        };
+        // `poll_accept` keeps the waker in the socket's reader slot;
+        // `accept()` made a future per connection that, while pending,
+        // joined the socket's waiter list under its lock.
+        let accepted = std::future::poll_fn(|cx| {
+            if std::future::Future::poll(stopped.as_mut(), cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            listener.poll_accept(cx).map(Some)
+        })
+        .await;
+        let Some(accepted) = accepted else { return };
         match accepted {
             Ok((stream, _)) => {
                 backoff.reset();
