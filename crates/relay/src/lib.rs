@@ -372,6 +372,9 @@ pub async fn relay(
         );
         // `drive` consumes both direction futures, so their borrows of the
         // totals end when it returns.
+        // Pinned here and lent to `drive`: moved into its future they were
+        // copied whole once more per connection.
+        tokio::pin!(up, down);
         drive(up, down, opts, &shared).await
     };
 
@@ -578,13 +581,17 @@ enum Step {
 
 /// Run both directions to completion, racing them against cancellation, the
 /// idle timer and the buffer-release timer.
-async fn drive<U, D>(up: U, down: D, opts: &RelayOptions, shared: &Shared) -> EndReason
+async fn drive<U, D>(
+    mut up: std::pin::Pin<&mut U>,
+    mut down: std::pin::Pin<&mut D>,
+    opts: &RelayOptions,
+    shared: &Shared,
+) -> EndReason
 where
     U: Future<Output = Result<Eof, PumpError>>,
     D: Future<Output = Result<Eof, PumpError>>,
 {
     let Shared { activity, buffers } = shared;
-    tokio::pin!(up, down);
     let cancelled = opts.cancel.cancelled();
     tokio::pin!(cancelled);
 
