@@ -536,38 +536,63 @@ impl Wake for Events {
     }
 }
 
-/// `drive`'s handle on [`Events`].
-struct EventWaker {
+/// One of `drive`'s own wakers: its [`Events`] and the waker made of them.
+struct Flagged {
     events: Arc<Events>,
-    /// `Waker::from(events)`, what the token and the timers are polled with.
     waker: Waker,
-    /// The task's waker that `events` passes wake-ups on to, as last stored
-    /// (to notice a change without taking the lock).
+}
+
+impl Flagged {
+    fn new(task: &Waker) -> Self {
+        let events = Arc::new(Events {
+            fired: AtomicBool::new(false),
+            task: std::sync::Mutex::new(task.clone()),
+        });
+        Flagged {
+            waker: Waker::from(events.clone()),
+            events,
+        }
+    }
+
+    /// Whether this waker fired since the last call.
+    fn take(&self) -> bool {
+        self.events.fired.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// `drive`'s own wakers: one for the cancel token and the timers, one for
+/// each direction, so that a wake-up polls only what it concerns (the other
+/// direction, waiting for its socket, would take the socket's waiter lock
+/// again just to keep its waker).
+struct EventWaker {
+    events: Flagged,
+    up: Flagged,
+    down: Flagged,
+    /// The task's waker that they pass wake-ups on to, as last stored (to
+    /// notice a change without taking their locks).
     task: Waker,
 }
 
 impl EventWaker {
     fn new(cx: &Context<'_>) -> Self {
-        let events = Arc::new(Events {
-            fired: AtomicBool::new(false),
-            task: std::sync::Mutex::new(cx.waker().clone()),
-        });
         EventWaker {
-            waker: Waker::from(events.clone()),
-            events,
+            events: Flagged::new(cx.waker()),
+            up: Flagged::new(cx.waker()),
+            down: Flagged::new(cx.waker()),
             task: cx.waker().clone(),
         }
     }
 
-    /// Follow the task's waker; whether an event fired since the last call.
-    fn fired(&mut self, cx: &Context<'_>) -> bool {
+    /// Follow the task's waker.
+    fn follow(&mut self, cx: &Context<'_>) {
         if !self.task.will_wake(cx.waker()) {
-            // Stored before the flag is read: a wake-up after the read
+            // Stored before the flags are read: a wake-up after the read
             // finds the new waker.
             self.task = cx.waker().clone();
-            *self.events.task.lock().unwrap_or_else(|e| e.into_inner()) = self.task.clone();
+            for f in [&self.events, &self.up, &self.down] {
+                *f.events.task.lock().unwrap_or_else(|e| e.into_inner()) = self.task.clone();
+            }
         }
-        self.events.fired.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -616,6 +641,10 @@ where
     // whatever its flag says: at the start, and after a turn that changed
     // a timer.
     let mut poll_events = true;
+    // The same for each direction: at the start, and when the release
+    // timer asked them to give their buffers back.
+    let mut poll_up = true;
+    let mut poll_down = true;
 
     let mut up_done = false;
     let mut down_done = false;
@@ -624,18 +653,20 @@ where
     loop {
         let step = std::future::poll_fn(|cx| {
             let ev = events.get_or_insert_with(|| EventWaker::new(cx));
-            let fired = ev.fired(cx) | std::mem::take(&mut poll_events);
-            let mut ecx = Context::from_waker(&ev.waker);
+            ev.follow(cx);
+            let fired = ev.events.take() | std::mem::take(&mut poll_events);
+            let mut ecx = Context::from_waker(&ev.events.waker);
             if fired && cancelled.as_mut().poll(&mut ecx).is_ready() {
                 return Poll::Ready(Step::Cancelled);
             }
-            if !up_done {
-                if let Poll::Ready(r) = up.as_mut().poll(cx) {
+            if !up_done && (ev.up.take() | std::mem::take(&mut poll_up)) {
+                if let Poll::Ready(r) = up.as_mut().poll(&mut Context::from_waker(&ev.up.waker)) {
                     return Poll::Ready(Step::Up(r));
                 }
             }
-            if !down_done {
-                if let Poll::Ready(r) = down.as_mut().poll(cx) {
+            if !down_done && (ev.down.take() | std::mem::take(&mut poll_down)) {
+                if let Poll::Ready(r) = down.as_mut().poll(&mut Context::from_waker(&ev.down.waker))
+                {
                     return Poll::Ready(Step::Down(r));
                 }
             }
@@ -665,6 +696,8 @@ where
                     // re-armed timer gets polled, on the next turn.
                     cx.waker().wake_by_ref();
                     poll_events = true;
+                    poll_up = true;
+                    poll_down = true;
                 }
             }
             Poll::Pending
