@@ -863,7 +863,15 @@ async fn pump(
 
         let mut written = 0;
         while written < n {
-            match dst.write(&buf[written..n]).await {
+            // Straight to `send` while the socket is known writable (the
+            // usual case); only when it is full does the write wait.
+            let r = match dst.try_write(&buf[written..n]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    dst.write(&buf[written..n]).await
+                }
+                r => r,
+            };
+            match r {
                 Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
                 Ok(w) => {
                     written += w;
