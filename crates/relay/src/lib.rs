@@ -73,9 +73,8 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, Interest};
@@ -387,214 +386,6 @@ pub async fn relay(
 
 /// A failed I/O operation and the side it was performed on.
 type PumpError = (Side, io::Error);
-
-/// What both directions and [`drive`] share within one relay.
-struct Shared {
-    activity: Activity,
-    buffers: Buffers,
-}
-
-/// Time of the last byte moved in either direction.
-///
-/// Stored as an offset from a base instant in an atomic (rather than a
-/// `Cell<Instant>`) so the relay future stays `Send`; both directions update
-/// it and the idle check reads it, all within one task, so `Relaxed` suffices.
-struct Activity {
-    /// Reference point for `last_nanos`; a `tokio` instant so paused test
-    /// time works.
-    base: Instant,
-    /// Nanoseconds after `base` at which a byte last moved.
-    last_nanos: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            base: Instant::now(),
-            last_nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
-    }
-}
-
-/// Which directions hold a buffer, read since the release timer last fired,
-/// or are asked to give their buffer back: one bit per direction
-/// ([`Buffers::bit`]) in each field.
-///
-/// One release timer per connection, in [`drive`], instead of one per
-/// direction: half the timer-wheel registrations per connection and no timer
-/// polled on each wake-up of a busy direction (docs/performance.md). Only the
-/// relay's own task touches these (atomics only so the future stays `Send`),
-/// so plain loads and stores suffice; a direction sees a request to give its
-/// buffer back because `drive` polls both directions again after its timer
-/// fired.
-#[derive(Default)]
-struct Buffers {
-    held: AtomicU8,
-    read_since: AtomicU8,
-    release: AtomicU8,
-}
-
-impl Buffers {
-    fn bit(dir: Direction) -> u8 {
-        match dir {
-            Direction::Upstream => 1,
-            Direction::Downstream => 2,
-        }
-    }
-
-    fn set(field: &AtomicU8, bit: u8) {
-        let v = field.load(Ordering::Relaxed);
-        if v & bit == 0 {
-            field.store(v | bit, Ordering::Relaxed);
-        }
-    }
-
-    fn clear(field: &AtomicU8, bit: u8) {
-        let v = field.load(Ordering::Relaxed);
-        if v & bit != 0 {
-            field.store(v & !bit, Ordering::Relaxed);
-        }
-    }
-
-    /// A direction allocated its buffer (which counts as activity).
-    fn allocated(&self, bit: u8) {
-        Self::set(&self.held, bit);
-        Self::set(&self.read_since, bit);
-    }
-
-    /// A direction read from its source (which withdraws a request to give
-    /// its buffer back that it has not acted on yet).
-    fn read(&self, bit: u8) {
-        Self::set(&self.read_since, bit);
-        Self::clear(&self.release, bit);
-    }
-
-    /// A direction no longer holds a buffer.
-    fn dropped(&self, bit: u8) {
-        Self::clear(&self.held, bit);
-        Self::clear(&self.release, bit);
-    }
-
-    /// Whether `drive` asks this direction to give its buffer back.
-    fn asked(&self, bit: u8) -> bool {
-        self.release.load(Ordering::Relaxed) & bit != 0
-    }
-
-    /// Whether a direction holds a buffer it is not already asked to give
-    /// back, so the release timer must run. Asked after polling both
-    /// directions, which are the only ones to change it.
-    fn want_timer(&self) -> bool {
-        let held = self.held.load(Ordering::Relaxed);
-        held & !self.release.load(Ordering::Relaxed) != 0
-    }
-
-    /// The release timer fired: directions that held a buffer and read
-    /// nothing for a whole period are asked to give it back. Returns whether
-    /// the timer must run again (a direction read during the period).
-    fn period_over(&self) -> bool {
-        let held = self.held.load(Ordering::Relaxed);
-        let read = self.read_since.load(Ordering::Relaxed);
-        self.release.store(held & !read, Ordering::Relaxed);
-        self.read_since.store(0, Ordering::Relaxed);
-        held & read != 0
-    }
-}
-
-/// A waker of the relay's own for the cancel token and its timers: it sets
-/// a flag and passes the wake-up on to the task.
-///
-/// Polling the token's future on every wake-up took two locks (the token's
-/// state and its waiter list, on a token that all connections of a listener
-/// share), and polling a timer's `Sleep` reads its state and re-registers
-/// the waker; `drive` polls them only when this waker fired (or right after
-/// it changed them), and otherwise reads the flag (docs/performance.md).
-struct Events {
-    fired: AtomicBool,
-    task: std::sync::Mutex<Waker>,
-}
-
-impl Wake for Events {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::SeqCst);
-        self.task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .wake_by_ref();
-    }
-}
-
-/// One of `drive`'s own wakers: its [`Events`] and the waker made of them.
-struct Flagged {
-    events: Arc<Events>,
-    waker: Waker,
-}
-
-impl Flagged {
-    fn new(task: &Waker) -> Self {
-        let events = Arc::new(Events {
-            fired: AtomicBool::new(false),
-            task: std::sync::Mutex::new(task.clone()),
-        });
-        Flagged {
-            waker: Waker::from(events.clone()),
-            events,
-        }
-    }
-
-    /// Whether this waker fired since the last call.
-    fn take(&self) -> bool {
-        self.events.fired.swap(false, Ordering::SeqCst)
-    }
-}
-
-/// `drive`'s own wakers: one for the cancel token and the timers, one for
-/// each direction, so that a wake-up polls only what it concerns (the other
-/// direction, waiting for its socket, would take the socket's waiter lock
-/// again just to keep its waker).
-struct EventWaker {
-    events: Flagged,
-    up: Flagged,
-    down: Flagged,
-    /// The task's waker that they pass wake-ups on to, as last stored (to
-    /// notice a change without taking their locks).
-    task: Waker,
-}
-
-impl EventWaker {
-    fn new(cx: &Context<'_>) -> Self {
-        EventWaker {
-            events: Flagged::new(cx.waker()),
-            up: Flagged::new(cx.waker()),
-            down: Flagged::new(cx.waker()),
-            task: cx.waker().clone(),
-        }
-    }
-
-    /// Follow the task's waker.
-    fn follow(&mut self, cx: &Context<'_>) {
-        if !self.task.will_wake(cx.waker()) {
-            // Stored before the flags are read: a wake-up after the read
-            // finds the new waker.
-            self.task = cx.waker().clone();
-            for f in [&self.events, &self.up, &self.down] {
-                *f.events.task.lock().unwrap_or_else(|e| e.into_inner()) = self.task.clone();
-            }
-        }
-    }
-}
 
 /// What woke `drive`.
 enum Step {
@@ -965,6 +756,15 @@ fn read_now(src: &ReadHalf<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
 /// per direction, created only once a direction has shown bulk traffic.
 #[cfg(target_os = "linux")]
 mod zero_copy;
+
+/// What both directions and `drive` share: the last activity and the
+/// buffer-release bits.
+mod shared;
+use shared::{Activity, Buffers, Shared};
+
+/// The relay's own wakers, which let `drive` poll only what woke it.
+mod wake;
+use wake::EventWaker;
 
 #[cfg(test)]
 mod tests;
