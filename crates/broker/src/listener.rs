@@ -3,7 +3,7 @@
 //! upstream connect → relay → one log line).
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::ACCEPT_BACKOFF;
+use crate::config::TenantSpec;
 use crate::metrics::Reject;
 use crate::socket::SocketFile;
 use crate::tenant::{Peer, TenantShared};
@@ -26,8 +27,8 @@ pub struct ListenerHandle {
     pub socket: SocketFile,
     /// Cancelled to stop the accept loop.
     stop_accept: CancellationToken,
-    /// Cancelled at the drain deadline: every relay of this listener ends.
-    kill: CancellationToken,
+    /// Fired at the drain deadline: every relay of this listener ends.
+    kill: Arc<Kill>,
     /// The connections of this listener, to wait for during a drain.
     conns: TaskTracker,
 }
@@ -48,7 +49,7 @@ impl ListenerHandle {
         let h = ListenerHandle {
             socket,
             stop_accept: CancellationToken::new(),
-            kill: CancellationToken::new(),
+            kill: Arc::new(Kill::default()),
             conns: TaskTracker::new(),
         };
         tokio::spawn(accept_loop(
@@ -90,7 +91,7 @@ impl ListenerHandle {
                     open = self.conns.len(),
                     "drain timeout reached; closing remaining connections"
                 );
-                self.kill.cancel();
+                self.kill.fire();
                 self.conns.wait().await;
             }
         }
@@ -110,37 +111,136 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     )
 }
 
+/// The drain deadline of one listener, as its connections see it.
+#[derive(Default)]
+struct Kill {
+    /// Cancelled at the deadline: upstream connects and policy relays end.
+    token: CancellationToken,
+    /// The byte relays' token ([`Generation::relay`]'s `cancel`) for the
+    /// tenant's current [`byte_relays`](crate::tenant::Settings::byte_relays)
+    /// token and its epoch: a child of that token, cancelled with `token`
+    /// too. Tokens of earlier epochs were cancelled with their parent, so
+    /// this one is the only one that can still be live.
+    relays: Mutex<Option<(u64, CancellationToken)>>,
+}
+
+impl Kill {
+    /// The deadline: end every connection of this listener.
+    fn fire(&self) {
+        self.token.cancel();
+        let relays = self.relays.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, t)) = relays.as_ref() {
+            t.cancel();
+        }
+    }
+
+    /// The token for byte relays of this listener under `byte_relays` of
+    /// `epoch`: cancelled when the tenant gets a policy or at the deadline.
+    fn relay_token(&self, epoch: u64, byte_relays: &CancellationToken) -> CancellationToken {
+        let mut relays = self.relays.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((e, t)) = relays.as_ref() {
+            if *e == epoch {
+                return t.clone();
+            }
+        }
+        let t = byte_relays.child_token();
+        // `fire` cancels `token` before it takes the lock: either it sees
+        // this token below, or we see `token` cancelled here.
+        if self.token.is_cancelled() {
+            t.cancel();
+        }
+        *relays = Some((epoch, t.clone()));
+        t
+    }
+}
+
+/// What the connections one listener accepts under one version of its
+/// tenant's settings share, so that a connection clones one `Arc` and
+/// creates, subscribes to and registers with nothing of its own (each of
+/// those took a lock or two per connection, docs/performance.md).
+struct Generation {
+    tenant: Arc<TenantShared>,
+    /// The settings version this was made for.
+    version: u64,
+    spec: Arc<TenantSpec>,
+    /// The tenant's token for byte relays: cancelled means the tenant has
+    /// an access policy now.
+    byte_relays: CancellationToken,
+    /// The listener's drain deadline, for upstream connects and policy
+    /// relays.
+    kill: CancellationToken,
+    /// The byte relay's options; `cancel` fires on either of the above.
+    relay: RelayOptions,
+}
+
+impl Generation {
+    fn new(tenant: &Arc<TenantShared>, kill: &Kill) -> Self {
+        let settings = tenant.settings();
+        let cancel = kill.relay_token(settings.byte_relays_epoch, &settings.byte_relays);
+        Generation {
+            tenant: tenant.clone(),
+            version: settings.version,
+            relay: RelayOptions {
+                idle_timeout: settings.spec.idle_timeout,
+                cancel,
+                ..RelayOptions::default()
+            },
+            spec: settings.spec,
+            byte_relays: settings.byte_relays,
+            kill: kill.token.clone(),
+        }
+    }
+}
+
 async fn accept_loop(
     tenant: Arc<TenantShared>,
     listener: Listener,
     stop: CancellationToken,
-    kill: CancellationToken,
+    kill: Arc<Kill>,
     conns: TaskTracker,
 ) {
     let mut backoff = ACCEPT_BACKOFF;
+    // Made once: a waiter registered and removed per accepted connection
+    // cost two locks each time.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    let mut current: Option<Arc<Generation>> = None;
     loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            r = listener.accept() => r,
-        };
+        // `poll_accept` keeps the waker in the socket's reader slot;
+        // `accept()` made a future per connection that, while pending,
+        // joined the socket's waiter list under its lock.
+        let accepted = std::future::poll_fn(|cx| {
+            if std::future::Future::poll(stopped.as_mut(), cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            listener.poll_accept(cx).map(Some)
+        })
+        .await;
+        let Some(accepted) = accepted else { return };
         match accepted {
             Ok(stream) => {
                 backoff.reset();
+                let version = tenant.version();
+                let generation = match &current {
+                    Some(g) if g.version == version => g.clone(),
+                    _ => current
+                        .insert(Arc::new(Generation::new(&tenant, &kill)))
+                        .clone(),
+                };
                 // Boxed: the connection's future (the relay's or the policy
                 // relay's state, a few KiB) is otherwise copied whole each
                 // time tokio moves it into its task and each time the task
                 // changes stage (five copies per connection: a fifth of the
                 // broker's instructions in the connection-rate bench,
                 // docs/performance.md). A box is moved as a pointer.
-                conns.spawn(Box::pin(serve(tenant.clone(), stream, kill.clone())));
+                conns.spawn(Box::pin(serve(generation, stream)));
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 let pause = backoff.next_pause();
                 tracing::warn!(tenant = %tenant.name(), error = %e, backoff_ms = pause.as_millis() as u64,
                     "accept failed: out of resources; backing off");
                 tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = &mut stopped => return,
                     _ = tokio::time::sleep(pause) => {}
                 }
             }
@@ -152,9 +252,11 @@ async fn accept_loop(
     }
 }
 
-async fn serve(tenant: Arc<TenantShared>, client: StdUnixStream, kill: CancellationToken) {
+async fn serve(generation: Arc<Generation>, client: StdUnixStream) {
     let started = Instant::now();
-    let spec = tenant.spec();
+    let Generation {
+        tenant, spec, kill, ..
+    } = &*generation;
     let m = tenant.metrics();
     m.accepted();
     let peer = match nix::sys::socket::getsockopt(
@@ -186,25 +288,32 @@ async fn serve(tenant: Arc<TenantShared>, client: StdUnixStream, kill: Cancellat
         tracing::warn!(tenant = %tenant.name(), pid, uid, gid, reason = "limit", max_connections = spec.max_connections,
             "connection refused: max_connections reached");
         if spec.access.policy().is_some() {
-            let Some(client) = to_tokio(&tenant, client) else {
+            let Some(client) = to_tokio(tenant, client) else {
                 return;
             };
             // An HTTP client is told why (429); the byte relay just closes.
             Box::pin(crate::policy_relay::refuse_over_limit(
-                &tenant, client, peer, kill,
+                tenant,
+                client,
+                peer,
+                kill.clone(),
             ))
             .await;
         }
         return;
     };
     if spec.access.policy().is_some() {
-        let Some(client) = to_tokio(&tenant, client) else {
+        let Some(client) = to_tokio(tenant, client) else {
             return;
         };
         // Boxed: the policy relay's state is several times the byte relay's,
         // and inline it would size every byte-relay connection's task too.
         Box::pin(crate::policy_relay::serve(
-            &tenant, client, peer, kill, started,
+            tenant,
+            client,
+            peer,
+            kill.clone(),
+            started,
         ))
         .await;
         return;
@@ -214,7 +323,7 @@ async fn serve(tenant: Arc<TenantShared>, client: StdUnixStream, kill: Cancellat
         // token is never polled (registering a waiter on it and removing it
         // again costs two locks per connection).
         biased;
-        r = crate::upstream::connect_std(&tenant, &spec, peer) => r,
+        r = crate::upstream::connect_std(tenant, spec, peer) => r,
         _ = kill.cancelled() => return,
     };
     let Ok(upstream) = upstream else { return };
@@ -226,29 +335,18 @@ async fn serve(tenant: Arc<TenantShared>, client: StdUnixStream, kill: Cancellat
             return;
         }
     };
-    // A tenant moved from `full` to a policy: its byte-relay connections
-    // close, so that clients reconnect under the policy (the byte relay
-    // cannot start checking in the middle of a stream).
-    let cancel = kill.child_token();
-    let opts = RelayOptions {
-        idle_timeout: spec.idle_timeout,
-        cancel: cancel.clone(),
-        ..RelayOptions::default()
-    };
-    let relayed = relay(client, upstream, &opts, &**m);
-    tokio::pin!(relayed);
-    let outcome = tokio::select! {
-        o = &mut relayed => o,
-        () = policy_arrives(&tenant) => {
-            tracing::info!(tenant = %tenant.name(), pid, uid, gid,
-                "closing a byte-relay connection: the tenant now has an access policy");
-            cancel.cancel();
-            relayed.await
-        }
-    };
+    // The relay's `cancel` fires at the drain deadline and when the tenant
+    // moves from `full` to a policy: its byte-relay connections close, so
+    // that clients reconnect under the policy (the byte relay cannot start
+    // checking in the middle of a stream).
+    let outcome = relay(client, upstream, &generation.relay, &**m).await;
+    if matches!(outcome.end, EndReason::Cancelled) && generation.byte_relays.is_cancelled() {
+        tracing::info!(tenant = %tenant.name(), pid, uid, gid,
+            "closing a byte-relay connection: the tenant now has an access policy");
+    }
     let lived = started.elapsed();
     m.connection_ended(lived);
-    log_closed(&tenant, peer, lived, &outcome);
+    log_closed(tenant, peer, lived, &outcome);
 }
 
 /// `client` registered with tokio as usual, for the policy relay; `None`
@@ -260,20 +358,6 @@ fn to_tokio(tenant: &TenantShared, client: StdUnixStream) -> Option<UnixStream> 
                 "cannot register the connection with the runtime; closing");
         })
         .ok()
-}
-
-/// Resolves once `tenant`'s settings gain an access policy.
-async fn policy_arrives(tenant: &TenantShared) {
-    let mut settings = tenant.subscribe();
-    loop {
-        if settings.borrow_and_update().access.policy().is_some() {
-            return;
-        }
-        if settings.changed().await.is_err() {
-            // The tenant is gone; its drain decides the connection's end.
-            return std::future::pending().await;
-        }
-    }
 }
 
 /// The one log line of a byte-relay connection.

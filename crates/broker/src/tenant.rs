@@ -3,10 +3,10 @@
 //! whether its socket is up. The fields are private; the supervisor, the
 //! listener, the policy relay and the HTTP endpoints go through the methods.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::TenantSpec;
 use crate::metrics::TenantMetrics;
@@ -34,6 +34,25 @@ pub struct Peer {
     pub gid: u32,
 }
 
+/// A tenant's settings as of one [`TenantShared::update`].
+#[derive(Clone)]
+pub struct Settings {
+    /// The spec.
+    pub spec: Arc<TenantSpec>,
+    /// Counts updates: a new value with each one.
+    pub version: u64,
+    /// Cancelled once the tenant has an access policy: its byte-relay
+    /// connections close then, so that clients reconnect under the policy
+    /// (the byte relay cannot start checking in the middle of a stream).
+    /// One token for all of them (listeners derive their relays' token
+    /// from it), so a connection registers nothing of its own; a new one
+    /// only when the tenant goes back to `full`.
+    pub byte_relays: CancellationToken,
+    /// Counts new [`byte_relays`](Self::byte_relays) tokens: a token derived
+    /// from an earlier one was cancelled with it.
+    pub byte_relays_epoch: u64,
+}
+
 /// What a tenant's listeners and connections share. Lives as long as the tenant
 /// is configured (across moves and setting changes) plus its final drain.
 pub struct TenantShared {
@@ -43,7 +62,10 @@ pub struct TenantShared {
     /// limits; the policy relay reads it again for each request, so a changed
     /// policy applies to the next request of an open connection
     /// (docs/configuration.md "access").
-    settings: watch::Sender<Arc<TenantSpec>>,
+    settings: RwLock<Settings>,
+    /// [`Settings::version`], readable without the lock: an accept loop
+    /// compares it with the settings it has at hand for each connection.
+    version: AtomicU64,
     /// Connections open right now, across all of this tenant's listeners; the
     /// `max_connections` check compares against it.
     active: AtomicUsize,
@@ -60,9 +82,19 @@ impl TenantShared {
         if spec.access.policy().is_some() {
             metrics.policy_mode();
         }
+        let byte_relays = CancellationToken::new();
+        if spec.access.policy().is_some() {
+            byte_relays.cancel();
+        }
         Arc::new(TenantShared {
             name: spec.name.clone(),
-            settings: watch::Sender::new(spec),
+            settings: RwLock::new(Settings {
+                spec,
+                version: 0,
+                byte_relays,
+                byte_relays_epoch: 0,
+            }),
+            version: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             metrics,
             state: Mutex::new(TenantState::Down("not set up yet".into())),
@@ -80,22 +112,46 @@ impl TenantShared {
     }
 
     /// New settings: connections accepted from now on use them, and open
-    /// policy-mode connections check their next request against them.
+    /// policy-mode connections check their next request against them. With
+    /// an access policy, open byte-relay connections close
+    /// ([`Settings::byte_relays`]).
     pub fn update(&self, spec: Arc<TenantSpec>) {
-        if spec.access.policy().is_some() {
+        let policy = spec.access.policy().is_some();
+        if policy {
             self.metrics.policy_mode();
         }
-        self.settings.send_replace(spec);
+        let mut s = self.settings.write().unwrap_or_else(|e| e.into_inner());
+        if policy {
+            s.byte_relays.cancel();
+        } else if s.byte_relays.is_cancelled() {
+            s.byte_relays = CancellationToken::new();
+            s.byte_relays_epoch += 1;
+        }
+        s.spec = spec;
+        s.version += 1;
+        self.version.store(s.version, Ordering::Release);
+    }
+
+    /// The current spec.
+    pub fn spec(&self) -> Arc<TenantSpec> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .spec
+            .clone()
     }
 
     /// The current settings.
-    pub fn spec(&self) -> Arc<TenantSpec> {
-        self.settings.borrow().clone()
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// A receiver that sees every later [`update`](Self::update).
-    pub fn subscribe(&self) -> watch::Receiver<Arc<TenantSpec>> {
-        self.settings.subscribe()
+    /// The current [`Settings::version`], without taking the lock.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Record up/down (state, gauge and, when down, a log line).

@@ -198,3 +198,58 @@ async fn byte_relay_connections_close_when_a_policy_arrives() {
     closed_at_once(&mut c).await;
     wait_until("the connection to end", || tenant.active_connections() == 0).await;
 }
+
+/// Connections accepted under different versions of the tenant's settings
+/// all close at the drain deadline, not only those of the latest version.
+#[tokio::test]
+async fn connections_of_every_settings_version_close_at_the_drain_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    echo_upstream(&up);
+    let s = spec("t", dir.path(), &up, AccessPolicy::Full);
+    let (tenant, _m, h) = listen(s.clone());
+    let mut old = UnixStream::connect(&s.listen).await.unwrap();
+    echo(&mut old, b"old").await;
+    let mut other = s.clone();
+    other.max_connections = 50;
+    tenant.update(Arc::new(other));
+    let mut new = UnixStream::connect(&s.listen).await.unwrap();
+    echo(&mut new, b"new").await;
+    let drained = tokio::spawn(h.retire(Duration::from_millis(200)));
+    closed_at_once(&mut old).await;
+    closed_at_once(&mut new).await;
+    tokio::time::timeout(DEADLINE, drained)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Back to `full` after a policy, new byte-relay connections stay open
+/// (until the next policy closes them too).
+#[tokio::test]
+async fn byte_relay_connections_live_again_after_the_policy_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    echo_upstream(&up);
+    let s = spec("t", dir.path(), &up, AccessPolicy::Full);
+    let (tenant, _m, _h) = listen(s.clone());
+    let mut policy = s.clone();
+    policy.access = preset(sockbroker::policy::Preset::ReadOnly);
+    let mut first = UnixStream::connect(&s.listen).await.unwrap();
+    echo(&mut first, b"one").await;
+    tenant.update(Arc::new(policy.clone()));
+    closed_at_once(&mut first).await;
+    tenant.update(Arc::new(s.clone()));
+    let mut second = UnixStream::connect(&s.listen).await.unwrap();
+    echo(&mut second, b"two").await;
+    let mut other = s.clone();
+    other.max_connections = 50;
+    tenant.update(Arc::new(other));
+    echo(&mut second, b"three").await;
+    tenant.update(Arc::new(policy));
+    closed_at_once(&mut second).await;
+    wait_until("the connections to end", || {
+        tenant.active_connections() == 0
+    })
+    .await;
+}

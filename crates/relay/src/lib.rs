@@ -79,7 +79,8 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -208,8 +209,8 @@ impl ByteSink for Counters {
 
 /// Relay settings.
 ///
-/// Cloneable so the broker can keep one template per listener and hand each
-/// connection a copy (typically with a child cancellation token).
+/// Cloneable and taken by reference, so the broker can keep one per listener
+/// and settings version that all of its connections share.
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
     /// End the relay with [`EndReason::Idle`] once no byte has moved in either
@@ -371,6 +372,9 @@ pub async fn relay<C: RelayStream, U: RelayStream>(
         );
         // `drive` consumes both direction futures, so their borrows of the
         // totals end when it returns.
+        // Pinned here and lent to `drive`: moved into its future they were
+        // copied whole once more per connection.
+        tokio::pin!(up, down);
         drive(up, down, opts, &shared).await
     };
 
@@ -384,151 +388,36 @@ pub async fn relay<C: RelayStream, U: RelayStream>(
 /// A failed I/O operation and the side it was performed on.
 type PumpError = (Side, io::Error);
 
-/// What both directions and [`drive`] share within one relay.
-struct Shared {
-    activity: Activity,
-    buffers: Buffers,
-}
-
-/// Time of the last byte moved in either direction.
-///
-/// Stored as an offset from a base instant in an atomic (rather than a
-/// `Cell<Instant>`) so the relay future stays `Send`; both directions update
-/// it and the idle check reads it, all within one task, so `Relaxed` suffices.
-struct Activity {
-    /// Reference point for `last_nanos`; a `tokio` instant so paused test
-    /// time works.
-    base: Instant,
-    /// Nanoseconds after `base` at which a byte last moved.
-    last_nanos: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            base: Instant::now(),
-            last_nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
-    }
-}
-
-/// Which directions hold a buffer, read since the release timer last fired,
-/// or are asked to give their buffer back: one bit per direction
-/// ([`Buffers::bit`]) in each field.
-///
-/// One release timer per connection, in [`drive`], instead of one per
-/// direction: half the timer-wheel registrations per connection and no timer
-/// polled on each wake-up of a busy direction (docs/performance.md). Only the
-/// relay's own task touches these (atomics only so the future stays `Send`),
-/// so plain loads and stores suffice; a direction sees a request to give its
-/// buffer back because `drive` polls both directions again after its timer
-/// fired.
-#[derive(Default)]
-struct Buffers {
-    held: AtomicU8,
-    read_since: AtomicU8,
-    release: AtomicU8,
-}
-
-impl Buffers {
-    fn bit(dir: Direction) -> u8 {
-        match dir {
-            Direction::Upstream => 1,
-            Direction::Downstream => 2,
-        }
-    }
-
-    fn set(field: &AtomicU8, bit: u8) {
-        let v = field.load(Ordering::Relaxed);
-        if v & bit == 0 {
-            field.store(v | bit, Ordering::Relaxed);
-        }
-    }
-
-    fn clear(field: &AtomicU8, bit: u8) {
-        let v = field.load(Ordering::Relaxed);
-        if v & bit != 0 {
-            field.store(v & !bit, Ordering::Relaxed);
-        }
-    }
-
-    /// A direction allocated its buffer (which counts as activity).
-    fn allocated(&self, bit: u8) {
-        Self::set(&self.held, bit);
-        Self::set(&self.read_since, bit);
-    }
-
-    /// A direction read from its source (which withdraws a request to give
-    /// its buffer back that it has not acted on yet).
-    fn read(&self, bit: u8) {
-        Self::set(&self.read_since, bit);
-        Self::clear(&self.release, bit);
-    }
-
-    /// A direction no longer holds a buffer.
-    fn dropped(&self, bit: u8) {
-        Self::clear(&self.held, bit);
-        Self::clear(&self.release, bit);
-    }
-
-    /// Resolves once `drive` asks this direction to give its buffer back.
-    fn asked(&self, bit: u8) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(move |_| {
-            if self.release.load(Ordering::Relaxed) & bit != 0 {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-    }
-
-    /// Whether a direction holds a buffer it is not already asked to give
-    /// back, so the release timer must run. Asked after polling both
-    /// directions, which are the only ones to change it.
-    fn want_timer(&self) -> bool {
-        let held = self.held.load(Ordering::Relaxed);
-        held & !self.release.load(Ordering::Relaxed) != 0
-    }
-
-    /// The release timer fired: directions that held a buffer and read
-    /// nothing for a whole period are asked to give it back. Returns whether
-    /// the timer must run again (a direction read during the period).
-    fn period_over(&self) -> bool {
-        let held = self.held.load(Ordering::Relaxed);
-        let read = self.read_since.load(Ordering::Relaxed);
-        self.release.store(held & !read, Ordering::Relaxed);
-        self.read_since.store(0, Ordering::Relaxed);
-        held & read != 0
-    }
+/// What woke `drive`.
+enum Step {
+    Cancelled,
+    Up(Result<Eof, PumpError>),
+    Down(Result<Eof, PumpError>),
+    Idle,
 }
 
 /// Run both directions to completion, racing them against cancellation, the
 /// idle timer and the buffer-release timer.
-async fn drive<U, D>(up: U, down: D, opts: &RelayOptions, shared: &Shared) -> EndReason
+async fn drive<U, D>(
+    mut up: std::pin::Pin<&mut U>,
+    mut down: std::pin::Pin<&mut D>,
+    opts: &RelayOptions,
+    shared: &Shared,
+) -> EndReason
 where
     U: Future<Output = Result<Eof, PumpError>>,
     D: Future<Output = Result<Eof, PumpError>>,
 {
     let Shared { activity, buffers } = shared;
-    tokio::pin!(up, down);
     let cancelled = opts.cancel.cancelled();
     tokio::pin!(cancelled);
 
     // One timer for the whole connection. Activity only records a timestamp;
     // when the timer fires we either end (truly idle) or push the deadline to
     // `last activity + timeout`. This avoids touching the timer wheel on
-    // every read and write.
+    // every read and write. Made only when there is a timeout.
     let mut idle_timeout = opts.idle_timeout;
-    let idle_sleep = tokio::time::sleep(idle_timeout.unwrap_or(Duration::ZERO));
+    let idle_sleep = idle_timeout.map(tokio::time::sleep);
     tokio::pin!(idle_sleep);
 
     // The buffer-release timer (see `Buffers`): runs while a direction holds
@@ -539,18 +428,77 @@ where
     tokio::pin!(quiet);
     let mut quiet_armed = false;
 
+    let mut events: Option<EventWaker> = None;
+    // Poll the token and the timers with `events`' waker on the next turn
+    // whatever its flag says: at the start, and after a turn that changed
+    // a timer.
+    let mut poll_events = true;
+    // The same for each direction: at the start, and when the release
+    // timer asked them to give their buffers back.
+    let mut poll_up = true;
+    let mut poll_down = true;
+
     let mut up_done = false;
     let mut down_done = false;
     let mut first_done: Option<Side> = None;
 
     loop {
-        tokio::select! {
-            biased;
+        let step = std::future::poll_fn(|cx| {
+            let ev = events.get_or_insert_with(|| EventWaker::new(cx));
+            ev.follow(cx);
+            let fired = ev.events.take() | std::mem::take(&mut poll_events);
+            let mut ecx = Context::from_waker(&ev.events.waker);
+            if fired && cancelled.as_mut().poll(&mut ecx).is_ready() {
+                return Poll::Ready(Step::Cancelled);
+            }
+            if !up_done && (ev.up.take() | std::mem::take(&mut poll_up)) {
+                if let Poll::Ready(r) = up.as_mut().poll(&mut Context::from_waker(&ev.up.waker)) {
+                    return Poll::Ready(Step::Up(r));
+                }
+            }
+            if !down_done && (ev.down.take() | std::mem::take(&mut poll_down)) {
+                if let Poll::Ready(r) = down.as_mut().poll(&mut Context::from_waker(&ev.down.waker))
+                {
+                    return Poll::Ready(Step::Down(r));
+                }
+            }
+            if fired {
+                if let Some(sleep) = idle_sleep.as_mut().as_pin_mut() {
+                    if idle_timeout.is_some() && sleep.poll(&mut ecx).is_ready() {
+                        return Poll::Ready(Step::Idle);
+                    }
+                }
+            }
+            // After the directions, so that a buffer allocated while polling
+            // them arms the timer in the same turn; when the timer fires, the
+            // next turn polls them with their release requests set.
+            if let Some(after) = release_after {
+                let mut poll_quiet = fired;
+                if !quiet_armed && buffers.want_timer() {
+                    quiet.as_mut().reset(Instant::now() + after);
+                    quiet_armed = true;
+                    poll_quiet = true;
+                }
+                if quiet_armed && poll_quiet && quiet.as_mut().poll(&mut ecx).is_ready() {
+                    quiet_armed = buffers.period_over();
+                    if quiet_armed {
+                        quiet.as_mut().reset(Instant::now() + after);
+                    }
+                    // The directions see their release requests, and a
+                    // re-armed timer gets polled, on the next turn.
+                    cx.waker().wake_by_ref();
+                    poll_events = true;
+                    poll_up = true;
+                    poll_down = true;
+                }
+            }
+            Poll::Pending
+        })
+        .await;
 
-            _ = &mut cancelled => return EndReason::Cancelled,
-
-
-            res = &mut up, if !up_done => {
+        match step {
+            Step::Cancelled => return EndReason::Cancelled,
+            Step::Up(res) => {
                 match res {
                     Err((side, error)) => return EndReason::Error { side, error },
                     // Nothing can reach the client any more: the other
@@ -561,8 +509,7 @@ where
                 up_done = true;
                 first_done.get_or_insert(Side::Client);
             }
-
-            res = &mut down, if !down_done => {
+            Step::Down(res) => {
                 match res {
                     Err((side, error)) => return EndReason::Error { side, error },
                     Ok(Eof::HungUp) => up_done = true,
@@ -571,36 +518,20 @@ where
                 down_done = true;
                 first_done.get_or_insert(Side::Upstream);
             }
-
-            _ = &mut idle_sleep, if idle_timeout.is_some() => {
+            Step::Idle => {
                 let timeout = idle_timeout.unwrap_or_default();
                 match activity.last().checked_add(timeout) {
                     Some(deadline) if deadline <= Instant::now() => return EndReason::Idle,
-                    Some(deadline) => idle_sleep.as_mut().reset(deadline),
+                    Some(deadline) => {
+                        if let Some(sleep) = idle_sleep.as_mut().as_pin_mut() {
+                            sleep.reset(deadline);
+                        }
+                    }
                     // Timeout so large it can never elapse.
                     None => idle_timeout = None,
                 }
+                poll_events = true;
             }
-
-            // After the directions, so that a buffer allocated while polling
-            // them arms the timer in the same turn; when the timer fires, the
-            // next turn polls them with their release requests set.
-            () = std::future::poll_fn(|cx| {
-                let after = release_after.unwrap_or_default();
-                if !quiet_armed {
-                    if !buffers.want_timer() {
-                        return std::task::Poll::Pending;
-                    }
-                    quiet.as_mut().reset(Instant::now() + after);
-                    quiet_armed = true;
-                }
-                std::task::ready!(quiet.as_mut().poll(cx));
-                quiet_armed = buffers.period_over();
-                if quiet_armed {
-                    quiet.as_mut().reset(Instant::now() + after);
-                }
-                std::task::Poll::Ready(())
-            }), if release_after.is_some() => {}
         }
 
         if up_done && down_done {
@@ -673,15 +604,17 @@ async fn pump<S: RelayStream, D: RelayStream>(
     loop {
         // Wait before allocating: a connection that is merely open holds no buffer.
         // One wait for both, so the future holds one readiness future.
+        // `poll_read_ready` keeps the waker in the socket's one reader slot;
+        // `readable()` made a future per turn that, while pending, joined the
+        // socket's waiter list under its lock and left it again when dropped.
         let holding = release && buf.capacity() > 0;
-        let give_back = tokio::select! {
-            biased;
-            r = std::future::poll_fn(|cx| src.poll_read_ready(cx)) => {
-                r.map_err(|e| (src_side, e))?;
-                false
-            }
-            () = buffers.asked(bit), if holding => true,
-        };
+        let give_back = std::future::poll_fn(|cx| match src.poll_read_ready(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map(|()| false)),
+            Poll::Pending if holding && buffers.asked(bit) => Poll::Ready(Ok(true)),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
+        .map_err(|e| (src_side, e))?;
         if give_back {
             buf = Vec::new();
             buffers.dropped(bit);
@@ -722,7 +655,11 @@ async fn pump<S: RelayStream, D: RelayStream>(
 
         let mut written = 0;
         while written < n {
-            match std::future::poll_fn(|cx| stream::poll_write(dst, cx, &buf[written..n])).await {
+            // Straight to `send` (the usual case); only when the socket is
+            // full does the write wait (`stream::poll_write`).
+            let data = &buf[written..n];
+            let r = std::future::poll_fn(|cx| stream::poll_write(dst, cx, data)).await;
+            match r {
                 Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
                 Ok(w) => {
                     written += w;
@@ -773,6 +710,15 @@ async fn pump<S: RelayStream, D: RelayStream>(
 /// per direction, created only once a direction has shown bulk traffic.
 #[cfg(target_os = "linux")]
 mod zero_copy;
+
+/// What both directions and `drive` share: the last activity and the
+/// buffer-release bits.
+mod shared;
+use shared::{Activity, Buffers, Shared};
+
+/// The relay's own wakers, which let `drive` poll only what woke it.
+mod wake;
+use wake::EventWaker;
 
 /// The streams a relay joins ([`RelayStream`]).
 mod stream;

@@ -411,6 +411,37 @@ async fn cancellation_ends_promptly_with_eof() {
     .await;
 }
 
+/// Cancellation reaches a relay whose future was first polled by one waker
+/// and then moved to a task with another (the relay keeps its own waker on
+/// the token and must pass the wake-up on to whoever polls it now).
+#[tokio::test]
+async fn cancellation_reaches_a_relay_polled_by_a_new_waker() {
+    with_deadline(async {
+        let cancel = CancellationToken::new();
+        let (client, client_relay) = UnixStream::pair().unwrap();
+        let (upstream_relay, upstream) = UnixStream::pair().unwrap();
+        let opts = RelayOptions {
+            cancel: cancel.clone(),
+            ..Default::default()
+        };
+        let mut fut = Box::pin(async move {
+            let counters = Counters::default();
+            run_relay(client_relay, upstream_relay, &opts, &counters).await
+        });
+        let noop = std::task::Waker::noop();
+        let first = fut.as_mut().poll(&mut std::task::Context::from_waker(noop));
+        assert!(first.is_pending());
+        let relay = tokio::spawn(fut);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!relay.is_finished());
+        cancel.cancel();
+        let out = relay.await.unwrap();
+        assert!(matches!(out.end, EndReason::Cancelled), "{:?}", out.end);
+        drop((client, upstream));
+    })
+    .await;
+}
+
 /// Cancellation also ends the relay promptly while a direction is blocked
 /// writing to a peer that does not read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
