@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use std::os::unix::net::UnixStream as StdUnixStream;
 
 use sockbroker_relay::{relay, EndReason, Listener, Outcome, ReadRegistered, RelayOptions};
-use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -288,7 +287,7 @@ async fn serve(generation: Arc<Generation>, client: StdUnixStream) {
         tracing::warn!(tenant = %tenant.name(), pid, uid, gid, reason = "limit", max_connections = spec.max_connections,
             "connection refused: max_connections reached");
         if spec.access.policy().is_some() {
-            let Some(client) = to_tokio(tenant, client) else {
+            let Some(client) = register(tenant, client) else {
                 return;
             };
             // An HTTP client is told why (429); the byte relay just closes.
@@ -303,7 +302,7 @@ async fn serve(generation: Arc<Generation>, client: StdUnixStream) {
         return;
     };
     if spec.access.policy().is_some() {
-        let Some(client) = to_tokio(tenant, client) else {
+        let Some(client) = register(tenant, client) else {
             return;
         };
         // Boxed: the policy relay's state is several times the byte relay's,
@@ -349,10 +348,10 @@ async fn serve(generation: Arc<Generation>, client: StdUnixStream) {
     log_closed(tenant, peer, lived, &outcome);
 }
 
-/// `client` registered with tokio as usual, for the policy relay; `None`
-/// (logged) if the runtime refuses it.
-fn to_tokio(tenant: &TenantShared, client: StdUnixStream) -> Option<UnixStream> {
-    UnixStream::from_std(client)
+/// `client` registered with the runtime for reading only, for the policy
+/// relay; `None` (logged) if the runtime refuses it.
+fn register(tenant: &TenantShared, client: StdUnixStream) -> Option<ReadRegistered> {
+    ReadRegistered::new(client)
         .inspect_err(|e| {
             tracing::warn!(tenant = %tenant.name(), error = %e,
                 "cannot register the connection with the runtime; closing");

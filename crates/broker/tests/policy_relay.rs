@@ -29,7 +29,14 @@ fn connect(tenant: &Arc<TenantShared>) -> (Client, JoinHandle<()>) {
     let (client, server) = UnixStream::pair().unwrap();
     let t = tenant.clone();
     let task = tokio::spawn(async move {
-        policy_relay::serve(&t, server, me(), CancellationToken::new(), Instant::now()).await;
+        policy_relay::serve(
+            &t,
+            read_registered(server),
+            me(),
+            CancellationToken::new(),
+            Instant::now(),
+        )
+        .await;
     });
     (Client::new(client), task)
 }
@@ -338,4 +345,10 @@ async fn a_slow_inspected_body_is_408_but_a_long_stream_is_not() {
     assert!(ticks > 0);
     // Still open and usable after the stream: nothing closed it.
     drop(c);
+}
+
+/// The server end as the listener hands it to the policy relay: registered
+/// with the runtime for reading only.
+fn read_registered(s: UnixStream) -> sockbroker_relay::ReadRegistered {
+    sockbroker_relay::ReadRegistered::new(s.into_std().unwrap()).unwrap()
 }

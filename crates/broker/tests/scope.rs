@@ -208,7 +208,14 @@ fn connect(tenant: &Arc<TenantShared>) -> Client {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
         };
-        policy_relay::serve(&t, server, me, CancellationToken::new(), Instant::now()).await;
+        policy_relay::serve(
+            &t,
+            read_registered(server),
+            me,
+            CancellationToken::new(),
+            Instant::now(),
+        )
+        .await;
     });
     Client::new(client)
 }
@@ -497,7 +504,14 @@ async fn encoded_names_big_bodies_and_a_rescope_on_an_open_connection() {
             uid: 0,
             gid: 0,
         };
-        policy_relay::serve(&t, server, me, CancellationToken::new(), Instant::now()).await;
+        policy_relay::serve(
+            &t,
+            read_registered(server),
+            me,
+            CancellationToken::new(),
+            Instant::now(),
+        )
+        .await;
     });
     let (mut r, mut w) = client.into_split();
     let req = post("/v1.41/containers/create", &big);
@@ -802,4 +816,10 @@ async fn hostile_spellings_of_someone_elses_container() {
     let forwarded = s.seen.forwarded();
     assert_eq!(forwarded.len(), 1, "{forwarded:?}");
     assert!(forwarded[0].1.contains(ID_A), "{forwarded:?}");
+}
+
+/// The server end as the listener hands it to the policy relay: registered
+/// with the runtime for reading only.
+fn read_registered(s: UnixStream) -> sockbroker_relay::ReadRegistered {
+    sockbroker_relay::ReadRegistered::new(s.into_std().unwrap()).unwrap()
 }

@@ -344,16 +344,13 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
 /// Whether `buf` may hold a complete head: it contains an empty line. Cheap
 /// enough to run on every read before the full parse.
 pub fn may_hold_head(buf: &[u8]) -> bool {
-    // One pass from line end to line end (a `position` scan, not two passes of
-    // slice windows: this runs on every read of every request and response).
-    let mut rest = buf;
-    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-        rest = &rest[i + 1..];
-        if let [b'\n', ..] | [b'\r', b'\n', ..] = rest {
-            return true;
-        }
-    }
-    false
+    // One pass from line end to line end, found by `memchr` (vectorized: this
+    // runs on every read of every request and response; a byte-at-a-time
+    // `position` scan cost ~2,800 instructions per request, docs/performance.md).
+    memchr::memchr_iter(b'\n', buf).any(|i| {
+        let rest = &buf[i + 1..];
+        matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..])
+    })
 }
 
 /// The HTTP/2 prior-knowledge connection preface.

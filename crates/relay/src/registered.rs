@@ -143,6 +143,84 @@ impl RelayStream for ReadRegistered {
     }
 }
 
+impl ReadRegistered {
+    /// One non-blocking `recv(2)` into `buf`; "would block" clears the read
+    /// readiness. For a caller that only peeks whether anything arrived.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd
+            .try_io(Interest::READABLE, |s| std::io::Read::read(&mut &*s, buf))
+    }
+}
+
+/// tokio's byte-stream traits, for the policy relay (which reads and writes
+/// through them); the byte relay uses [`RelayStream`]. Implemented on a
+/// shared reference, so one task can hold a reading and a writing end of
+/// the same socket at once (as `UnixStream::split` gives).
+impl tokio::io::AsyncRead for &ReadRegistered {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let want = buf.remaining();
+        loop {
+            let mut guard = std::task::ready!(self.fd.poll_read_ready(cx))?;
+            let got = guard.try_io(|s| {
+                // SAFETY: `recv` only writes into the unfilled part, at most
+                // its length, and never de-initialises it.
+                let unfilled = unsafe { buf.unfilled_mut() };
+                let n = unsafe {
+                    libc::recv(
+                        s.as_raw_fd(),
+                        unfilled.as_mut_ptr().cast(),
+                        unfilled.len(),
+                        0,
+                    )
+                };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(n as usize)
+            });
+            match got {
+                Ok(Ok(n)) => {
+                    // SAFETY: the kernel initialised `n` bytes of the
+                    // unfilled part.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    if n > 0 && n < want {
+                        // A short read drained the queue (as tokio's own
+                        // streams assume for epoll): wait for new data next.
+                        guard.clear_ready();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                // Would block: the readiness is cleared; wait again.
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for &ReadRegistered {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        crate::stream::poll_write(*self, cx, buf)
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_write())
+    }
+}
+
 /// `recv(2)` into `buf`'s spare capacity (not zeroed first: no `memset` per
 /// buffer and no page touched before data lands in it).
 fn recv_into_spare(s: &UnixStream, buf: &mut Vec<u8>) -> io::Result<usize> {

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use sockbroker_relay::{ByteSink, Direction};
+use sockbroker_relay::{ReadRegistered, RelayStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::unix::{ReadHalf, WriteHalf};
-use tokio::net::UnixStream;
 
 use super::http1::{self, ChunkError, Chunked, Framing, HeadError, RequestHead};
 use crate::metrics::TenantMetrics;
@@ -115,7 +114,7 @@ pub struct Body {
 
 /// The client socket, its read buffer and the request deadline.
 pub(super) struct Connection<'s> {
-    stream: UnixStream,
+    stream: ReadRegistered,
     /// Bytes read from the client and not yet handled.
     buf: BytesMut,
     stats: &'s Stats,
@@ -128,7 +127,7 @@ pub(super) struct Connection<'s> {
 }
 
 impl<'s> Connection<'s> {
-    pub(super) fn new(stream: UnixStream, stats: &'s Stats) -> Self {
+    pub(super) fn new(stream: ReadRegistered, stats: &'s Stats) -> Self {
         Connection {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -189,7 +188,8 @@ impl<'s> Connection<'s> {
 
     /// Read more bytes, within the request deadline if one runs.
     async fn fill(&mut self) -> Result<usize, ReadError> {
-        let read = read_more(&mut self.stream, &mut self.buf, self.stats);
+        let mut stream = &self.stream;
+        let read = read_more(&mut stream, &mut self.buf, self.stats);
         let n = match self.deadline {
             Some(d) => tokio::time::timeout_at(d, read)
                 .await
@@ -264,14 +264,14 @@ impl<'s> Connection<'s> {
 
     /// Write `bytes` to the client.
     pub(super) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await?;
+        (&self.stream).write_all(bytes).await?;
         self.stats.add(Direction::Downstream, bytes.len());
         Ok(())
     }
 
     /// Shut down the write side: the client sees the end of the connection.
     pub(super) async fn shutdown(&mut self) {
-        let _ = self.stream.shutdown().await;
+        let _ = self.stream.shutdown_write();
     }
 
     /// Shut down the write side after an answer to a request whose body the
@@ -281,12 +281,12 @@ impl<'s> Connection<'s> {
     /// writes fail and its reads reset, so it would see a broken pipe
     /// instead of the answer (as Go's server does, the "lingering close").
     pub(super) async fn linger_close(&mut self) {
-        let _ = self.stream.shutdown().await;
+        let _ = self.stream.shutdown_write();
         let drain = async {
             let mut buf = vec![0u8; READ_CHUNK];
             let mut total = 0usize;
             while total < LINGER_BYTES {
-                match self.stream.read(&mut buf).await {
+                match (&self.stream).read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => total += n,
                 }
@@ -297,13 +297,12 @@ impl<'s> Connection<'s> {
 
     /// The socket halves and the read buffer, for an exchange that streams
     /// both ways at once.
-    pub(super) fn parts(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>, &mut BytesMut) {
-        let (r, w) = self.stream.split();
-        (r, w, &mut self.buf)
+    pub(super) fn parts(&mut self) -> (&ReadRegistered, &ReadRegistered, &mut BytesMut) {
+        (&self.stream, &self.stream, &mut self.buf)
     }
 
     /// The socket and whatever is still buffered, for the raw relay.
-    pub(super) fn into_parts(self) -> (UnixStream, BytesMut) {
+    pub(super) fn into_parts(self) -> (ReadRegistered, BytesMut) {
         (self.stream, self.buf)
     }
 }

@@ -8,8 +8,8 @@ use std::io;
 
 use bytes::{Buf, BytesMut};
 use sockbroker_relay::Direction;
+use sockbroker_relay::ReadRegistered;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixStream;
 
 use super::connection::{read_more, write_out, Connection, Stats};
 use super::http1::{self, Chunked, Framing};
@@ -20,7 +20,7 @@ use super::End;
 /// The engine connection and its read buffer.
 #[derive(Default)]
 pub(super) struct Upstream {
-    stream: Option<UnixStream>,
+    stream: Option<ReadRegistered>,
     /// Bytes read from the upstream and not yet handled.
     buf: BytesMut,
 }
@@ -79,14 +79,14 @@ impl Upstream {
     }
 
     /// Use `s` as the upstream connection.
-    pub(super) fn set(&mut self, s: UnixStream) {
+    pub(super) fn set(&mut self, s: ReadRegistered) {
         self.stream = Some(s);
         self.buf.clear();
     }
 
     /// Write `bytes` (a head, a head with its body) to the upstream.
     pub(super) async fn send(&mut self, bytes: &[u8], stats: &Stats) -> io::Result<()> {
-        let s = self.stream.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+        let mut s = self.stream.as_ref().ok_or(io::ErrorKind::NotConnected)?;
         s.write_all(bytes).await?;
         stats.add(Direction::Upstream, bytes.len());
         Ok(())
@@ -103,11 +103,11 @@ impl Upstream {
         stats: &Stats,
         audit: &Audit<'_>,
     ) -> Exchanged {
-        let Some(upstream) = self.stream.as_mut() else {
+        let Some(upstream) = self.stream.as_ref() else {
             return Exchanged::NoResponse(io::ErrorKind::NotConnected.into());
         };
         let (mut cr, mut cw, cbuf) = client.parts();
-        let (mut ur, mut uw) = upstream.split();
+        let (mut ur, mut uw) = (upstream, upstream);
         let ubuf = &mut self.buf;
 
         let mut response = Box::pin(relay_response(
@@ -170,18 +170,18 @@ impl Upstream {
         &mut self,
         client: Connection<'_>,
         stats: &Stats,
-    ) -> Result<(UnixStream, UnixStream), End> {
-        let (mut client, cbuf) = client.into_parts();
-        let mut upstream = self.stream.take().ok_or(End::UpstreamClosed)?;
+    ) -> Result<(ReadRegistered, ReadRegistered), End> {
+        let (client, cbuf) = client.into_parts();
+        let upstream = self.stream.take().ok_or(End::UpstreamClosed)?;
         if !cbuf.is_empty() {
-            upstream
+            (&upstream)
                 .write_all(&cbuf)
                 .await
                 .map_err(End::UpstreamError)?;
             stats.add(Direction::Upstream, cbuf.len());
         }
         if !self.buf.is_empty() {
-            client
+            (&client)
                 .write_all(&self.buf)
                 .await
                 .map_err(End::ClientError)?;

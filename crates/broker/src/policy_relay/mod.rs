@@ -47,8 +47,8 @@ mod synthetic;
 use std::io;
 use std::time::Instant;
 
+use sockbroker_relay::ReadRegistered;
 use sockbroker_relay::{relay, RelayOptions};
-use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::tenant::Peer;
@@ -124,7 +124,7 @@ enum Step {
 /// log line and duration are recorded here.
 pub async fn serve(
     tenant: &TenantShared,
-    client: UnixStream,
+    client: ReadRegistered,
     peer: Peer,
     kill: CancellationToken,
     started: Instant,
@@ -201,7 +201,7 @@ pub async fn serve(
 /// counts the rejected connection).
 pub async fn refuse_over_limit(
     tenant: &TenantShared,
-    client: UnixStream,
+    client: ReadRegistered,
     peer: Peer,
     kill: CancellationToken,
 ) {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sockbroker_relay::Direction;
+use sockbroker_relay::{Direction, ReadRegistered};
 
 use super::connection::{Connection, Incoming, ReadError, Stats};
 use super::exchange::{Exchanged, ReqInfo, Upstream};
@@ -169,7 +169,12 @@ impl<'a> Session<'a> {
         if self.upstream.is_open(self.audit.tenant) {
             return Ok(());
         }
-        match crate::upstream::connect(self.tenant, &self.spec, self.audit.peer).await {
+        // Registered for reading only, as the byte relay's sockets
+        // (`ReadRegistered`: no wake-up when the engine drains a request).
+        let connected = crate::upstream::connect_std(self.tenant, &self.spec, self.audit.peer)
+            .await
+            .and_then(ReadRegistered::new);
+        match connected {
             Ok(s) => {
                 self.upstream.set(s);
                 Ok(())
