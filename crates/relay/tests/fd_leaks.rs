@@ -1,4 +1,4 @@
-//! Relays give back every descriptor they made: the write registration's
+//! Relays give back every descriptor and every reactor registration they made: the write registration's
 //! duplicate (`ReadRegistered`), splice pipes, and both sockets, however the
 //! relay ends (both closed, a hang-up, cancellation while a write waits, an
 //! error, the idle timeout).
@@ -16,6 +16,26 @@ use tokio_util::sync::CancellationToken;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Descriptors registered with the process's epoll instances (the runtime's
+/// reactor): one `tfd:` line each in the epoll descriptor's fdinfo.
+fn registrations() -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let e = e.unwrap();
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if target.to_str() == Some("anon_inode:[eventpoll]") {
+            let name = e.file_name();
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", name.to_str().unwrap()))
+                    .unwrap_or_default();
+            n += info.lines().filter(|l| l.starts_with("tfd:")).count();
+        }
+    }
+    n
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +145,7 @@ fn relays_close_every_descriptor_they_made() {
             // Warm up whatever the runtime opens lazily.
             one(true, Ending::BothClose).await;
             let before = open_fds();
+            let registered = registrations();
             for round in 0..3 {
                 for splice in [false, true] {
                     for ending in [
@@ -135,6 +156,13 @@ fn relays_close_every_descriptor_they_made() {
                         Ending::Idle,
                     ] {
                         one(splice, ending).await;
+                        let now = registrations();
+                        assert_eq!(
+                            now,
+                            registered,
+                            "round {round}, splice {splice}, {ending:?}: {} registrations left",
+                            now as i64 - registered as i64
+                        );
                         let now = open_fds();
                         assert_eq!(
                             now,
