@@ -11,7 +11,8 @@
 //! 1.18–1.29× the CPU per round trip with `EPOLLOUT` added
 //! (docs/performance.md). A write that finds the socket full (bulk data)
 //! registers a duplicate of the descriptor for `EPOLLOUT` then, once per
-//! direction.
+//! direction; with no descriptor to spare it polls instead
+//! ([`WRITE_RETRY`]).
 //!
 //! Why `unsafe`: tokio 1.54 registers a descriptor with a chosen interest
 //! only through `AsyncFd::register_with_interest`, which is `unsafe` because
