@@ -11,7 +11,8 @@
 //! 1.18–1.29× the CPU per round trip with `EPOLLOUT` added
 //! (docs/performance.md). A write that finds the socket full (bulk data)
 //! registers a duplicate of the descriptor for `EPOLLOUT` then, once per
-//! direction.
+//! direction; with no descriptor to spare it polls instead
+//! ([`WRITE_RETRY`]).
 //!
 //! Why `unsafe`: tokio 1.54 registers a descriptor with a chosen interest
 //! only through `AsyncFd::register_with_interest`, which is `unsafe` because
@@ -22,11 +23,14 @@
 //! crate uses `unsafe`.
 #![allow(unsafe_code)]
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::OnceLock;
+use std::pin::Pin;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -51,6 +55,26 @@ pub struct ReadRegistered {
     /// A duplicate registered for writability, made the first time a write
     /// finds the socket full.
     writer: OnceLock<AsyncFd<UnixStream>>,
+    /// While that duplicate cannot be made (no descriptor left): when to
+    /// try the write again (see [`WRITE_RETRY`]).
+    retry: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
+}
+
+/// How long a write that found the socket full waits before trying again
+/// when no descriptor is left for the write registration (`EMFILE`,
+/// `ENFILE`) or the kernel refuses the registration (`ENOMEM`, `ENOSPC`:
+/// `fs.epoll.max_user_watches`). Polling is slow but keeps the connection:
+/// tokio's `UnixStream`, which needs no second descriptor, never failed a
+/// transfer there, and a broker at its descriptor limit must not cut a
+/// `docker pull` short (docs/decisions.md).
+const WRITE_RETRY: Duration = Duration::from_millis(5);
+
+/// Errors of making the write registration that pass with time.
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOSPC)
+    )
 }
 
 impl ReadRegistered {
@@ -62,6 +86,7 @@ impl ReadRegistered {
         Ok(ReadRegistered {
             fd: register(stream, Interest::READABLE)?,
             writer: OnceLock::new(),
+            retry: Mutex::new(None),
         })
     }
 
@@ -124,7 +149,20 @@ impl RelayStream for ReadRegistered {
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.writer()?.poll_write_ready(cx).map_ok(drop)
+        match self.writer() {
+            Ok(w) => w.poll_write_ready(cx).map_ok(drop),
+            Err(e) if is_resource_exhaustion(&e) => {
+                // Ready after a short wait: the caller tries the write again
+                // (unregistered, so it runs), and on "would block" asks
+                // here again, which retries the registration first.
+                let mut retry = self.retry.lock().unwrap_or_else(PoisonError::into_inner);
+                let sleep = retry.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_RETRY)));
+                std::task::ready!(sleep.as_mut().poll(cx));
+                *retry = None;
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
