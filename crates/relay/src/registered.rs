@@ -283,9 +283,12 @@ fn recv_into_spare(s: &UnixStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 pub struct Listener(AsyncFd<UnixListener>);
 
 impl Listener {
-    /// Register `listener`, which must already be non-blocking, with the
-    /// current runtime. Must be called within a tokio runtime.
+    /// Register `listener` (set to non-blocking here: once per listener, not
+    /// per connection, and a blocking one would stall a runtime thread in
+    /// `accept`) with the current runtime. Must be called within a tokio
+    /// runtime.
     pub fn new(listener: UnixListener) -> io::Result<Listener> {
+        listener.set_nonblocking(true)?;
         Ok(Listener(register(listener, Interest::READABLE)?))
     }
 
