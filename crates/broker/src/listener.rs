@@ -30,6 +30,11 @@ pub struct ListenerHandle {
     kill: Arc<Kill>,
     /// The connections of this listener, to wait for during a drain.
     conns: TaskTracker,
+    /// The listening socket, shared with the accept loop: its descriptor is
+    /// lent for an upgrade's hand-over and the descriptor store, without a
+    /// duplicate (one descriptor per tenant, not two: 10,000 tenants fit in
+    /// 20,000 descriptors).
+    listener: Arc<Listener>,
 }
 
 impl ListenerHandle {
@@ -44,12 +49,13 @@ impl ListenerHandle {
         // (`ReadRegistered`: no wake-up each time a peer drains what the
         // relay wrote, docs/performance.md); the policy relay hands them
         // to tokio as usual.
-        let listener = Listener::new(listener)?;
+        let listener = Arc::new(Listener::new(listener)?);
         let h = ListenerHandle {
             socket,
             stop_accept: CancellationToken::new(),
             kill: Arc::new(Kill::default()),
             conns: TaskTracker::new(),
+            listener: listener.clone(),
         };
         tokio::spawn(accept_loop(
             tenant,
@@ -76,6 +82,9 @@ impl ListenerHandle {
         unlink: bool,
     ) -> impl std::future::Future<Output = ()> {
         self.stop_accept.cancel();
+        // The accept loop drops its share as it stops; the drain below does
+        // not keep the socket open.
+        drop(self.listener);
         if unlink {
             self.socket.remove();
         }
@@ -94,6 +103,13 @@ impl ListenerHandle {
                 self.conns.wait().await;
             }
         }
+    }
+
+    /// The listening socket's descriptor (lent: for an upgrade's hand-over
+    /// and the service manager's descriptor store).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.listener.get_ref().as_fd()
     }
 
     /// Connections of this listener still open.
@@ -193,7 +209,7 @@ impl Generation {
 
 async fn accept_loop(
     tenant: Arc<TenantShared>,
-    listener: Listener,
+    listener: Arc<Listener>,
     stop: CancellationToken,
     kill: Arc<Kill>,
     conns: TaskTracker,

@@ -13,7 +13,7 @@
 //! leaves them to whoever serves them next ([`Stop`]).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,11 +46,10 @@ struct Running {
     wanted_permissions: Option<(u32, u32, u32)>,
 }
 
-/// A bound listener and a copy of its descriptor (to hand to the next process
-/// on an upgrade, and to the service manager's descriptor store).
+/// A bound listener; its handle lends the descriptor (to hand to the next
+/// process on an upgrade, and to the service manager's descriptor store).
 struct Live {
     handle: ListenerHandle,
-    fd: OwnedFd,
 }
 
 /// What happens to the socket files when the supervisor stops.
@@ -134,7 +133,7 @@ impl Supervisor {
     pub fn listener_fds(&self) -> Vec<(String, BorrowedFd<'_>)> {
         self.tenants
             .iter()
-            .filter_map(|(name, t)| Some((name.clone(), t.listener.as_ref()?.fd.as_fd())))
+            .filter_map(|(name, t)| Some((name.clone(), t.listener.as_ref()?.handle.as_fd())))
             .collect()
     }
 
@@ -358,7 +357,7 @@ impl Supervisor {
             notify::remove_stored(&name);
             // The store held them by name: store ours again if we serve that name.
             if let Some(l) = self.tenants.get(&name).and_then(|t| t.listener.as_ref()) {
-                notify::store_fd(&name, l.fd.as_fd());
+                notify::store_fd(&name, l.handle.as_fd());
             }
         }
     }
@@ -480,10 +479,6 @@ fn bind_listener(
             socket::bind(&spec.listen, spec.uid, spec.gid, spec.mode).map_err(|e| e.to_string())?
         }
     };
-    let fd = l
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| format!("cannot duplicate the listener: {e}"))?;
     let path = file.path.clone();
     match ListenerHandle::start(shared.clone(), l, file.clone()) {
         Ok(handle) => {
@@ -491,11 +486,11 @@ fn bind_listener(
                 // A socket of that name stored before is not this one.
                 notify::remove_stored(&spec.name);
             }
-            notify::store_fd(&spec.name, fd.as_fd());
+            notify::store_fd(&spec.name, handle.as_fd());
             tracing::info!(tenant = %spec.name, listen = %path.display(), uid = spec.uid, gid = spec.gid,
                 mode = %format!("{:04o}", spec.mode), upstream = %spec.upstream.display(),
                 adopted = !fresh, "listening");
-            Ok(Live { handle, fd })
+            Ok(Live { handle })
         }
         Err(e) => {
             if fresh {
