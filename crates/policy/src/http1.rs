@@ -132,13 +132,18 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
     let mut te_count = 0;
     for h in headers {
         // Go's textproto trims spaces and tabs around a value, nothing else.
-        let value = std::str::from_utf8(h.value)
-            .ok()
-            .map(|v| v.trim_matches([' ', '\t']));
+        // Checked and trimmed only for the fields read here (most of a
+        // response's are not): a UTF-8 check per field cost ~100
+        // instructions each (docs/performance.md).
+        let value = || {
+            std::str::from_utf8(h.value)
+                .ok()
+                .map(|v| v.trim_matches([' ', '\t']))
+        };
         if h.name.eq_ignore_ascii_case("content-length") {
             f.cl_count += 1;
             // Go: strconv.ParseUint(v, 10, 63): digits only, at most 2^63-1.
-            let v = value
+            let v = value()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
                 .filter(|v| *v <= i64::MAX as u64)
@@ -151,9 +156,9 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
             f.content_length = Some(v);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             te_count += 1;
-            f.transfer_encoding = Some(value.unwrap_or("?").to_string());
+            f.transfer_encoding = Some(value().unwrap_or("?").to_string());
         } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in value.unwrap_or_default().split(',') {
+            for token in value().unwrap_or_default().split(',') {
                 let t = token.trim();
                 if t.eq_ignore_ascii_case("close") {
                     f.connection_close = true;
@@ -166,13 +171,13 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
         } else if h.name.eq_ignore_ascii_case("content-type") {
             // Go's mime.ParseMediaType: the type before any `;`, trimmed,
             // any case. An unparsable value counts (fail closed).
-            let media = value.unwrap_or("").split(';').next().unwrap_or("");
+            let media = value().unwrap_or("").split(';').next().unwrap_or("");
             let media = media.trim_matches([' ', '\t']).to_ascii_lowercase();
             f.form_body |= media == "application/x-www-form-urlencoded"
                 || media == "multipart/form-data"
                 || std::str::from_utf8(h.value).is_err();
         } else if h.name.eq_ignore_ascii_case("expect") {
-            f.expect_continue |= value.is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+            f.expect_continue |= value().is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         }
     }
     if request && te_count > 1 {
