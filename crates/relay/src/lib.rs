@@ -3,8 +3,9 @@
 //! sockbroker accepts a client connection (for example a container's `docker`
 //! CLI), connects to the real upstream socket (for example
 //! `/var/run/docker.sock`), and then hands both streams to [`relay`]. This crate
-//! only moves bytes; policy (who may connect, which upstream, limits, metrics)
-//! lives in the broker.
+//! only moves bytes (and, in [`Listener`], accepts them into sockets the relay
+//! registers for reading only); policy (who may connect, which upstream,
+//! limits, metrics) lives in the broker.
 //!
 //! # Semantics
 //!

@@ -124,24 +124,8 @@ impl RelayStream for ReadRegistered {
         self.fd.poll_read_ready(cx).map_ok(drop)
     }
 
-    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let want = buf.capacity() - buf.len();
-        let mut got = None;
-        let res = self.fd.try_io(Interest::READABLE, |s| {
-            let n = recv_into_spare(s, buf)?;
-            got = Some(n);
-            if n > 0 && n < want {
-                // "Would block" makes `try_io` clear the readiness (the
-                // queue is drained); the bytes are returned through `got`.
-                Err(io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok(n)
-            }
-        });
-        match got {
-            Some(n) => Ok(n),
-            None => res,
-        }
+    fn recv_spare(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        recv_into_spare(self.fd.get_ref(), buf)
     }
 
     fn try_read_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {

@@ -27,7 +27,29 @@ pub trait RelayStream: AsFd + Send + Sync + sealed::Sealed {
     /// `recv(2)` that says `EAGAIN` (one syscall per message in
     /// request/response traffic). An event that arrives during the read is
     /// never lost: the readiness snapshot is taken before it.
-    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
+    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let want = buf.capacity() - buf.len();
+        let mut got = None;
+        let res = self.try_read_io(|| {
+            let n = self.recv_spare(buf)?;
+            got = Some(n);
+            if n > 0 && n < want {
+                // Reported as "would block" so that the readiness is
+                // cleared; the bytes are returned through `got`.
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(n)
+            }
+        });
+        match got {
+            Some(n) => Ok(n),
+            None => res,
+        }
+    }
+
+    /// One `recv(2)` into `buf`'s spare capacity (not zeroed first: no
+    /// `memset` per buffer, no page touched before data lands in it).
+    fn recv_spare(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
 
     /// Run a read-side operation (a `splice(2)` out of the socket) now;
     /// "would block" clears the read readiness.
@@ -102,24 +124,8 @@ impl RelayStream for UnixStream {
         UnixStream::poll_read_ready(self, cx)
     }
 
-    fn read_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let want = buf.capacity() - buf.len();
-        let mut got = None;
-        let res = self.try_io(Interest::READABLE, || {
-            let n = self.try_read_buf(buf)?;
-            got = Some(n);
-            if n > 0 && n < want {
-                // Reported as "would block" so that `try_io` clears the
-                // readiness; the bytes are returned through `got`.
-                Err(io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok(n)
-            }
-        });
-        match got {
-            Some(n) => Ok(n),
-            None => res,
-        }
+    fn recv_spare(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.try_read_buf(buf)
     }
 
     fn try_read_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
