@@ -330,7 +330,35 @@ where
         if let Some(filter) = filter.take_if(|_| head.status >= 200) {
             return filtered_response(ur, cw, ubuf, req, &head, filter, stats, audit).await;
         }
-        if let Err(e) = write_out(cw, ubuf, head.len, Direction::Downstream, stats).await {
+        // A final response's head goes out in one write with the part of its
+        // body already read behind it: one send for a small answer such as
+        // `_ping`'s, as the byte relay makes (two sends cost a syscall and can
+        // wake the client twice).
+        let mut chunked = Chunked::default();
+        let first_body = match head.body {
+            _ if head.status < 200 => 0,
+            Framing::Length(left) => usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(ubuf.len() - head.len),
+            // A chunk the scanner refuses is refused below, after the head,
+            // as before: start that scan afresh.
+            Framing::Chunked => chunked
+                .advance(&ubuf[head.len..], |_| {})
+                .unwrap_or_else(|_| {
+                    chunked = Chunked::default();
+                    0
+                }),
+            Framing::Empty | Framing::UntilClose => 0,
+        };
+        if let Err(e) = write_out(
+            cw,
+            ubuf,
+            head.len + first_body,
+            Direction::Downstream,
+            stats,
+        )
+        .await
+        {
             // The request went to the engine: it gets its audit line even
             // though the client left before the answer.
             audit.log(
@@ -358,7 +386,8 @@ where
         return match head.body {
             Framing::Empty => done,
             Framing::UntilClose => Exchanged::Switch,
-            Framing::Length(mut left) => {
+            Framing::Length(left) => {
+                let mut left = left - first_body as u64;
                 while left > 0 {
                     if ubuf.is_empty() {
                         match read_more(ur, ubuf, stats).await {
@@ -376,7 +405,7 @@ where
                 done
             }
             Framing::Chunked => {
-                let mut c = Chunked::default();
+                let mut c = chunked;
                 loop {
                     let n = match c.advance(ubuf, |_| {}) {
                         Ok(n) => n,
@@ -545,6 +574,126 @@ mod tests {
             Exchanged::Invalid(w) => (w.into_bytes(), true),
             _ => panic!("unexpected end"),
         }
+    }
+
+    /// The upstream's bytes, one piece per read.
+    struct Pieces(std::collections::VecDeque<&'static [u8]>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if let Some(p) = self.0.pop_front() {
+                buf.put_slice(p);
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Each write the client side gets, as it came.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Relay `pieces` as the response to a GET: the client's writes, whether
+    /// the exchange completed, and what stayed in the buffer.
+    async fn writes_of(pieces: &[&'static [u8]]) -> (Vec<String>, bool, BytesMut) {
+        let metrics = crate::metrics::Metrics::new().tenant("t");
+        let stats = Stats::new(metrics);
+        let audit = Audit {
+            tenant: "t",
+            peer: Peer {
+                pid: 0,
+                uid: 0,
+                gid: 0,
+            },
+        };
+        let req = ReqInfo {
+            method: "GET",
+            path: "/_ping",
+            is_head: false,
+            swallow_continue: false,
+        };
+        let mut ur = Pieces(pieces.iter().copied().collect());
+        let mut out = Writes::default();
+        let mut ubuf = BytesMut::new();
+        let r = relay_response(&mut ur, &mut out, &mut ubuf, &req, None, &stats, &audit).await;
+        let writes = out
+            .0
+            .into_iter()
+            .map(|w| String::from_utf8(w).unwrap())
+            .collect();
+        (writes, matches!(r, Exchanged::Done { .. }), ubuf)
+    }
+
+    #[tokio::test]
+    async fn a_response_head_goes_out_with_the_body_bytes_read_behind_it() {
+        let ping = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+        let (w, done, _) = writes_of(&[ping.as_bytes()]).await;
+        assert_eq!((w, done), (vec![ping.to_string()], true), "one write");
+
+        // The body's rest, read later, follows in writes of its own.
+        let (w, done, _) =
+            writes_of(&[b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nOK", b"ok"]).await;
+        assert_eq!(w, ["HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nOK", "ok"]);
+        assert!(done);
+
+        // Never past the body: what follows stays for the next response.
+        let (w, done, rest) =
+            writes_of(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOKHTTP/1.1 204 "]).await;
+        assert_eq!(w, ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"]);
+        assert!(done);
+        assert_eq!(&rest[..], b"HTTP/1.1 204 ");
+
+        // A chunked body: its complete chunks go with the head.
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n";
+        let (w, done, rest) = writes_of(&[chunked.as_bytes(), b"next"]).await;
+        assert_eq!((w, done), (vec![chunked.to_string()], true));
+        assert!(rest.is_empty(), "the next response is not read: {rest:?}");
+
+        // A 1xx head goes alone; the final head takes its body.
+        let (w, done, _) = writes_of(&[
+            b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK",
+        ])
+        .await;
+        assert_eq!(
+            w,
+            [
+                "HTTP/1.1 102 Processing\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+            ]
+        );
+        assert!(done);
+
+        // A bad chunk is refused after the head, as before.
+        let (w, done, _) =
+            writes_of(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]).await;
+        assert_eq!(w, ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]);
+        assert!(!done);
     }
 
     #[tokio::test]
