@@ -323,6 +323,41 @@ fn targets() -> Vec<String> {
     out
 }
 
+/// The segment lists the built-in checks ask [`crate::Route::is`] about.
+const CHECKS: &[&[&str]] = &[
+    &["containers", "*", "attach", "ws"],
+    &["containers", "*", "archive"],
+    &["containers", "*", "export"],
+    &["images", "get"],
+    &["images", "*", "get"],
+    &["swarm", "unlockkey"],
+    &["swarm"],
+    &["images", "search"],
+    &["plugins", "privileges"],
+    &["distribution", "*", "json"],
+    &["services", "create"],
+    &["services", "*", "update"],
+    &["build"],
+    &["containers", "*", "start"],
+    &["containers", "create"],
+    &["containers", "*", "update"],
+    &["containers", "*", "exec"],
+    &["containers", "*", "checkpoints"],
+    &["volumes", "create"],
+    &[],
+    &["*"],
+    &["*", "*", "*", "*", "*"],
+];
+
+fn old_is(route: &OldRoute, segs: &[&str]) -> bool {
+    route.segments.len() == segs.len()
+        && route
+            .segments
+            .iter()
+            .zip(segs)
+            .all(|(p, s)| *s == "*" || p.eq_ignore_ascii_case(s))
+}
+
 #[test]
 fn normalize_gives_what_the_owned_version_gave() {
     let mut borrowed = 0;
@@ -369,6 +404,10 @@ fn resolve_and_deny_views_give_what_the_owned_versions_gave() {
             assert_eq!(new.known, old.known, "{ctx}");
             assert_eq!(new.libpod, old.libpod, "{ctx}");
             assert_eq!(new.first(), old.segments.first().map_or("", |s| s.as_str()));
+            let own: Vec<&str> = old.segments.iter().map(String::as_str).collect();
+            for segs in CHECKS.iter().copied().chain([&own[..]]) {
+                assert_eq!(new.is(segs), old_is(&old, segs), "{ctx} is {segs:?}");
+            }
             let views: Vec<Vec<String>> = new.deny_views(m).map(|v| v.to_vec()).collect();
             let old_views = old_deny_views(&table, &old, m);
             assert_eq!(views, old_views, "{ctx}");

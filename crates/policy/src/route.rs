@@ -29,6 +29,11 @@ pub struct Route<'a> {
     /// Byte range in `path` of the object name the route folds into one
     /// segment (for a known route with a `{name:.*}`).
     name: Option<(usize, usize)>,
+    /// The number of (folded) segments.
+    count: usize,
+    /// The byte ranges of the first [`MAX_PATTERN`] (folded) segments: the
+    /// built-in checks compare these, without walking the path again.
+    first_segs: [(usize, usize); MAX_PATTERN],
     /// Whether a route of the engine's table matched.
     pub known: bool,
     /// The path is Podman's own API (`/libpod/…`).
@@ -118,16 +123,26 @@ impl<'a> Route<'a> {
     /// Whether the folded segments are exactly `segs` (ASCII case ignored);
     /// `*` in `segs` matches any one (folded) segment.
     pub fn is(&self, segs: &[&str]) -> bool {
-        let mut it = self.segments().iter();
-        segs.iter().all(|s| {
-            it.next()
-                .is_some_and(|p| *s == "*" || p.eq_ignore_ascii_case(s))
-        }) && it.next().is_none()
+        let same = |p: &str, s: &&str| *s == "*" || p.eq_ignore_ascii_case(s);
+        if segs.len() != self.count {
+            return false;
+        }
+        if self.count <= MAX_PATTERN {
+            return self.first_segs[..self.count]
+                .iter()
+                .zip(segs)
+                .all(|(&(b, e), s)| same(&self.path[b..e], s));
+        }
+        self.segments().iter().zip(segs).all(|(p, s)| same(p, s))
     }
 
     /// The first segment, if any.
     pub fn first(&self) -> &'a str {
-        self.segments().iter().next().unwrap_or("")
+        if self.count == 0 {
+            return "";
+        }
+        let (b, e) = self.first_segs[0];
+        &self.path[b..e]
     }
 
     /// Every segment list a deny rule is matched against: the raw and the
@@ -471,6 +486,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Route<'a> {
     let unfolded = |known| Route {
         path,
         name: None,
+        count: parts.n,
+        first_segs: parts.head,
         known,
         libpod,
     };
@@ -492,9 +509,23 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Route<'a> {
             continue;
         }
         if let Some(name) = bind(&pat.segs, &parts) {
+            let mut first_segs = parts.head;
+            if let (Some(name), Some(i)) =
+                (name, pat.segs.iter().position(|s| matches!(s, Seg::Many)))
+            {
+                // Folded: the segments before the name, the name, the
+                // pattern's last ones (the path's last ones).
+                first_segs[i] = name;
+                let after = pat.segs.len() - i - 1;
+                for k in 0..after {
+                    first_segs[i + 1 + k] = parts.tail[after - 1 - k];
+                }
+            }
             return Route {
                 path,
                 name,
+                count: pat.segs.len(),
+                first_segs,
                 known: true,
                 libpod,
             };
