@@ -21,6 +21,12 @@
 //! Steps 4 and 5 can only make a path match *more* of the built-in checks and
 //! deny rules than the engine would route it to; where the engine would not
 //! route the normalized form at all, forwarding it is harmless (a 404/301).
+//!
+//! The common target needs none of this (no `%`, no empty, `.` or `..`
+//! segment, no trailing `/`): its [`Target`] borrows the path (after the
+//! version prefixes), the version and the query from it, allocating nothing.
+//! The owned reference it must agree with is kept in the crate's
+//! `equivalence` tests.
 
 use std::borrow::Cow;
 use std::fmt;

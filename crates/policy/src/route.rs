@@ -19,6 +19,10 @@
 //! Literal segments are compared ignoring ASCII case (the engine's router is
 //! case-sensitive, so this can only fold more spellings than the engine
 //! routes, never fewer).
+//!
+//! Resolving allocates nothing: a [`Route`] borrows the path, its segments
+//! are slices of it (a folded name is one slice from its first segment to
+//! its last), and only the routes under the path's first segment are tried.
 
 /// A path resolved against the engine's routes. It borrows the path: its
 /// segments are slices of it (a multi-segment name is one slice).
