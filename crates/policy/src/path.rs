@@ -88,6 +88,9 @@ pub fn normalize(target: &str) -> Result<Target<'_>, TargetError> {
     if !target.starts_with('/') {
         return Err(TargetError::NotOriginForm);
     }
+    if let Some(t) = plain(target) {
+        return Ok(t);
+    }
     let (raw_path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(Cow::Borrowed(q))),
         None => (target, None),
@@ -120,6 +123,50 @@ pub fn normalize(target: &str) -> Result<Target<'_>, TargetError> {
         path: Cow::Owned(path),
         api_version: version.map(|v| Cow::Owned(v.to_string())),
         query,
+    })
+}
+
+/// The common target in one pass over its path: printable ASCII without `%`,
+/// no empty, `.` or `..` segment, no trailing `/`; borrowed whole. `None`:
+/// anything else, which the general steps handle (and refuse).
+fn plain(target: &str) -> Option<Target<'_>> {
+    let b = target.as_bytes();
+    let mut version = None;
+    // Byte offset of the first segment that is not a version prefix.
+    let mut rest = None;
+    let mut seg_start = 1;
+    let mut i = 1;
+    loop {
+        let c = b.get(i).copied().unwrap_or(b'?');
+        if c == b'/' || c == b'?' {
+            let seg = &target[seg_start..i];
+            if i == 1 && c == b'?' {
+                // The root: `/` or `/?query`.
+                break;
+            }
+            if matches!(seg, "" | "." | "..") {
+                return None;
+            }
+            if rest.is_none() {
+                if super::path_is_version(seg) {
+                    version.get_or_insert(&seg[1..]);
+                } else {
+                    rest = Some(seg_start);
+                }
+            }
+            if c == b'?' {
+                break;
+            }
+            seg_start = i + 1;
+        } else if c == b'%' || !(0x20..0x7f).contains(&c) {
+            return None;
+        }
+        i += 1;
+    }
+    Some(Target {
+        path: Cow::Borrowed(rest.map_or("/", |r| &target[r - 1..i])),
+        api_version: version.map(Cow::Borrowed),
+        query: (i < b.len()).then(|| Cow::Borrowed(&target[i + 1..])),
     })
 }
 

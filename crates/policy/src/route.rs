@@ -102,7 +102,11 @@ impl<'a> Iterator for SegmentIter<'a> {
         let start = self.pos;
         let end = match self.name {
             Some((s, e)) if s == start => e,
-            _ => memchr::memchr(b'/', &b[start..]).map_or(b.len(), |i| start + i),
+            // Segments are short: a plain loop beats a memchr call.
+            _ => b[start..]
+                .iter()
+                .position(|&c| c == b'/')
+                .map_or(b.len(), |i| start + i),
         };
         self.pos = end;
         Some(&self.path[start..end])
