@@ -116,21 +116,23 @@ impl Policy {
 
     /// Decide a request from its method, normalized target and whether it asks
     /// for a protocol upgrade (an `Upgrade` header).
-    pub fn decide(&self, method: &str, target: &Target, upgrade: bool) -> Decision {
-        let path = target.path.as_str();
+    pub fn decide(&self, method: &str, target: &Target<'_>, upgrade: bool) -> Decision {
+        let path: &str = &target.path;
         if method.eq_ignore_ascii_case("CONNECT") {
             return Decision::Deny("CONNECT is not supported".into());
         }
         let route = route::resolve(method, path);
         // Deny rules see every spelling: raw and folded segments, and a
         // libpod path as its Docker twin (fail closed).
-        for view in route.deny_views(method) {
-            if let Some(r) = self
-                .deny
-                .iter()
-                .find(|r| r.matches_segments(method, &view, Case::Fold))
-            {
-                return Decision::Deny(format!("deny rule \"{r}\""));
+        if !self.deny.is_empty() {
+            for view in route.deny_views(method) {
+                if let Some(r) = self
+                    .deny
+                    .iter()
+                    .find(|r| r.matches_route(method, view, Case::Fold))
+                {
+                    return Decision::Deny(format!("deny rule \"{r}\""));
+                }
             }
         }
         // Podman's own API: its bodies are never inspected, so userns-safe
@@ -144,7 +146,7 @@ impl Policy {
         let by_rule = self
             .allow
             .iter()
-            .any(|r| r.matches_segments(method, &route.segments, Case::Exact));
+            .any(|r| r.matches_route(method, route.segments(), Case::Exact));
         if !by_rule {
             match self.preset {
                 None => return Decision::Deny("no allow rule matches".into()),
@@ -242,9 +244,8 @@ pub enum Decision {
 /// image tarballs), swarm secrets (the unlock key, the join tokens in
 /// `GET /swarm`) or requests the engine makes to a registry (`images/search`,
 /// `plugins/privileges`, `distribution`). An allow rule opens any of these per tenant.
-fn read_only_refuses(method: &str, route: &Route, upgrade: bool) -> Option<String> {
-    let m = method.to_ascii_uppercase();
-    if m != "GET" && m != "HEAD" {
+fn read_only_refuses(method: &str, route: &Route<'_>, upgrade: bool) -> Option<String> {
+    if !method.eq_ignore_ascii_case("GET") && !method.eq_ignore_ascii_case("HEAD") {
         return Some("read-only".into());
     }
     if route.libpod {
@@ -293,12 +294,14 @@ fn read_only_refuses(method: &str, route: &Route, upgrade: bool) -> Option<Strin
 /// (they run with the privileges they ask for, outside the remapping),
 /// swarm membership (a foreign manager could schedule anything) and service
 /// specs (not inspected).
-fn userns_safe_refuses_route(method: &str, route: &Route) -> Option<String> {
+fn userns_safe_refuses_route(method: &str, route: &Route<'_>) -> Option<String> {
     if !route.known {
         return Some("userns-safe: not a Docker API route sockbroker knows".into());
     }
-    let m = method.to_ascii_uppercase();
-    if m == "GET" || m == "HEAD" || m == "OPTIONS" {
+    if ["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|m| method.eq_ignore_ascii_case(m))
+    {
         return None;
     }
     let top = route.first();
@@ -316,7 +319,7 @@ fn userns_safe_refuses_route(method: &str, route: &Route) -> Option<String> {
 
 /// `userns-safe` query parameters that name host resources: a build on the
 /// host network or in another cgroup, a restore from a host directory.
-fn userns_safe_refuses_query(route: &Route, query: Option<&str>) -> Option<String> {
+fn userns_safe_refuses_query(route: &Route<'_>, query: Option<&str>) -> Option<String> {
     let q = query?;
     if route.is(&["build"]) {
         if path::query_values(q, "networkmode")
@@ -344,7 +347,7 @@ fn userns_safe_refuses_query(route: &Route, query: Option<&str>) -> Option<Strin
 
 /// The requests whose bodies `userns-safe` reads (whatever the method: a
 /// method the engine does not route here costs one inspection, nothing more).
-fn inspected_body(route: &Route) -> Option<BodyKind> {
+fn inspected_body(route: &Route<'_>) -> Option<BodyKind> {
     if route.is(&["containers", "create"]) {
         Some(BodyKind::ContainerCreate)
     } else if route.is(&["containers", "*", "update"]) {
@@ -378,3 +381,6 @@ pub(crate) fn path_is_version(seg: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod equivalence;

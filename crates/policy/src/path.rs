@@ -21,19 +21,40 @@
 //! Steps 4 and 5 can only make a path match *more* of the built-in checks and
 //! deny rules than the engine would route it to; where the engine would not
 //! route the normalized form at all, forwarding it is harmless (a 404/301).
+//!
+//! The common target needs none of this (no `%`, no empty, `.` or `..`
+//! segment, no trailing `/`): its [`Target`] borrows the path (after the
+//! version prefixes), the version and the query from it, allocating nothing.
+//! The owned reference it must agree with is kept in the crate's
+//! `equivalence` tests.
 
+use std::borrow::Cow;
 use std::fmt;
 
-/// A request target brought to canonical form.
+/// A request target brought to canonical form. Its parts borrow from the
+/// raw target when it is already canonical (the common case: nothing to
+/// decode, no empty, `.` or `..` segments, no trailing `/`), and are owned
+/// only when normalizing changed them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Target<'a> {
     /// The canonical path: starts with `/`, no empty, `.` or `..` segments, no
     /// trailing `/` (except the root itself), no version prefix, decoded.
-    pub path: String,
+    pub path: Cow<'a, str>,
     /// The first version prefix removed, e.g. `1.41` for `/v1.41/...`.
-    pub api_version: Option<String>,
+    pub api_version: Option<Cow<'a, str>>,
     /// The raw (still encoded) query string after `?`, if any.
-    pub query: Option<String>,
+    pub query: Option<Cow<'a, str>>,
+}
+
+impl Target<'_> {
+    /// The same target, owning its parts.
+    pub fn into_owned(self) -> Target<'static> {
+        Target {
+            path: Cow::Owned(self.path.into_owned()),
+            api_version: self.api_version.map(|v| Cow::Owned(v.into_owned())),
+            query: self.query.map(|q| Cow::Owned(q.into_owned())),
+        }
+    }
 }
 
 /// Why a request target was refused.
@@ -63,19 +84,130 @@ impl fmt::Display for TargetError {
 impl std::error::Error for TargetError {}
 
 /// Normalize a raw request target (the second word of the request line).
-pub fn normalize(target: &str) -> Result<Target, TargetError> {
+pub fn normalize(target: &str) -> Result<Target<'_>, TargetError> {
     if !target.starts_with('/') {
         return Err(TargetError::NotOriginForm);
     }
+    if let Some(t) = plain(target) {
+        return Ok(t);
+    }
     let (raw_path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_string())),
+        Some((p, q)) => (p, Some(Cow::Borrowed(q))),
         None => (target, None),
     };
+    if !raw_path.contains('%') {
+        // Nothing to decode: the path is the raw one (UTF-8 already).
+        if has_control(raw_path) {
+            return Err(TargetError::ControlCharacter);
+        }
+        let (path, api_version) = match canonical(raw_path) {
+            Some((path, version)) => (Cow::Borrowed(path), version.map(Cow::Borrowed)),
+            None => {
+                let (path, version) = clean(raw_path);
+                (Cow::Owned(path), version.map(|v| Cow::Owned(v.to_string())))
+            }
+        };
+        return Ok(Target {
+            path,
+            api_version,
+            query,
+        });
+    }
     let decoded = percent_decode(raw_path.as_bytes())?;
     let decoded = String::from_utf8(decoded).map_err(|_| TargetError::NotUtf8)?;
-    if decoded.chars().any(char::is_control) {
+    if has_control(&decoded) {
         return Err(TargetError::ControlCharacter);
     }
+    let (path, version) = clean(&decoded);
+    Ok(Target {
+        path: Cow::Owned(path),
+        api_version: version.map(|v| Cow::Owned(v.to_string())),
+        query,
+    })
+}
+
+/// The common target in one pass over its path: printable ASCII without `%`,
+/// no empty, `.` or `..` segment, no trailing `/`; borrowed whole. `None`:
+/// anything else, which the general steps handle (and refuse).
+fn plain(target: &str) -> Option<Target<'_>> {
+    let b = target.as_bytes();
+    let mut version = None;
+    // Byte offset of the first segment that is not a version prefix.
+    let mut rest = None;
+    let mut seg_start = 1;
+    let mut i = 1;
+    loop {
+        let c = b.get(i).copied().unwrap_or(b'?');
+        if c == b'/' || c == b'?' {
+            let seg = &target[seg_start..i];
+            if i == 1 && c == b'?' {
+                // The root: `/` or `/?query`.
+                break;
+            }
+            if matches!(seg, "" | "." | "..") {
+                return None;
+            }
+            if rest.is_none() {
+                if super::path_is_version(seg) {
+                    version.get_or_insert(&seg[1..]);
+                } else {
+                    rest = Some(seg_start);
+                }
+            }
+            if c == b'?' {
+                break;
+            }
+            seg_start = i + 1;
+        } else if c == b'%' || !(0x20..0x7f).contains(&c) {
+            return None;
+        }
+        i += 1;
+    }
+    Some(Target {
+        path: Cow::Borrowed(rest.map_or("/", |r| &target[r - 1..i])),
+        api_version: version.map(Cow::Borrowed),
+        query: (i < b.len()).then(|| Cow::Borrowed(&target[i + 1..])),
+    })
+}
+
+/// Whether the (decoded) path has a control character (`char::is_control`:
+/// C0, DEL and C1).
+fn has_control(path: &str) -> bool {
+    path.bytes().any(|b| b < 0x20 || b == 0x7f)
+        || (!path.is_ascii() && path.chars().any(char::is_control))
+}
+
+/// A path that is already canonical but for its version prefixes: the path
+/// without them (a suffix of `path`, or `/`) and the first one's version,
+/// both borrowed. `None`: it has empty, `.` or `..` segments or a trailing
+/// `/`, and needs [`clean`].
+fn canonical(path: &str) -> Option<(&str, Option<&str>)> {
+    if path == "/" {
+        return Some(("/", None));
+    }
+    let mut version = None;
+    // Byte offset of the first segment that is not a version prefix.
+    let mut rest = None;
+    let mut at = 1;
+    for seg in path[1..].split('/') {
+        if matches!(seg, "" | "." | "..") {
+            return None;
+        }
+        if rest.is_none() {
+            if super::path_is_version(seg) {
+                version.get_or_insert(&seg[1..]);
+            } else {
+                rest = Some(at);
+            }
+        }
+        at += seg.len() + 1;
+    }
+    Some((rest.map_or("/", |r| &path[r - 1..]), version))
+}
+
+/// The general case: drop empty and `.` segments, apply `..`, remove the
+/// version prefixes. Returns the path and the first prefix's version.
+fn clean(decoded: &str) -> (String, Option<&str>) {
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
         match seg {
@@ -90,16 +222,11 @@ pub fn normalize(target: &str) -> Result<Target, TargetError> {
     let mut skip = 0;
     while skip < segments.len() && super::path_is_version(segments[skip]) {
         if api_version.is_none() {
-            api_version = Some(segments[skip][1..].to_string());
+            api_version = Some(&segments[skip][1..]);
         }
         skip += 1;
     }
-    let path = format!("/{}", segments[skip..].join("/"));
-    Ok(Target {
-        path,
-        api_version,
-        query,
-    })
+    (format!("/{}", segments[skip..].join("/")), api_version)
 }
 
 /// Decode `%XX` escapes once. `+` stays `+` (it means space only in queries).
@@ -160,7 +287,10 @@ mod tests {
     use super::*;
 
     fn p(t: &str) -> String {
-        normalize(t).unwrap_or_else(|e| panic!("{t}: {e}")).path
+        normalize(t)
+            .unwrap_or_else(|e| panic!("{t}: {e}"))
+            .path
+            .into_owned()
     }
 
     #[test]

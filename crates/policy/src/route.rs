@@ -19,55 +19,192 @@
 //! Literal segments are compared ignoring ASCII case (the engine's router is
 //! case-sensitive, so this can only fold more spellings than the engine
 //! routes, never fewer).
+//!
+//! Resolving allocates nothing: a [`Route`] borrows the path, its segments
+//! are slices of it (a folded name is one slice from its first segment to
+//! its last), and only the routes under the path's first segment are tried.
 
-/// A path resolved against the engine's routes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// The segments as the engine binds them: a multi-segment name is one
-    /// segment. For an unknown route, the raw segments.
-    pub segments: Vec<String>,
-    /// The raw segments of the normalized path.
-    pub raw: Vec<String>,
+/// A path resolved against the engine's routes. It borrows the path: its
+/// segments are slices of it (a multi-segment name is one slice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// The normalized path.
+    path: &'a str,
+    /// Byte range in `path` of the object name the route folds into one
+    /// segment (for a known route with a `{name:.*}`).
+    name: Option<(usize, usize)>,
+    /// The number of (folded) segments.
+    count: usize,
+    /// The byte ranges of the first [`MAX_PATTERN`] (folded) segments: the
+    /// built-in checks compare these, without walking the path again.
+    first_segs: [(usize, usize); MAX_PATTERN],
     /// Whether a route of the engine's table matched.
     pub known: bool,
     /// The path is Podman's own API (`/libpod/…`).
     pub libpod: bool,
 }
 
-impl Route {
+/// A path as a list of segments: the non-empty pieces between `/`, except
+/// that an object name (a byte range of the path) is one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments<'a> {
+    path: &'a str,
+    name: Option<(usize, usize)>,
+}
+
+impl<'a> Segments<'a> {
+    /// The raw segments of `path`.
+    pub fn raw(path: &'a str) -> Self {
+        Segments { path, name: None }
+    }
+
+    /// The segments, in order.
+    pub fn iter(&self) -> SegmentIter<'a> {
+        SegmentIter {
+            path: self.path,
+            pos: 0,
+            name: self.name,
+        }
+    }
+
+    /// The segments as owned strings (tests, messages).
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_string).collect()
+    }
+}
+
+impl<'a> IntoIterator for Segments<'a> {
+    type Item = &'a str;
+    type IntoIter = SegmentIter<'a>;
+    fn into_iter(self) -> SegmentIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`Segments`].
+#[derive(Debug, Clone)]
+pub struct SegmentIter<'a> {
+    path: &'a str,
+    pos: usize,
+    name: Option<(usize, usize)>,
+}
+
+impl<'a> Iterator for SegmentIter<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let b = self.path.as_bytes();
+        while self.pos < b.len() && b[self.pos] == b'/' {
+            self.pos += 1;
+        }
+        if self.pos >= b.len() {
+            return None;
+        }
+        let start = self.pos;
+        let end = match self.name {
+            Some((s, e)) if s == start => e,
+            // Segments are short: a plain loop beats a memchr call.
+            _ => b[start..]
+                .iter()
+                .position(|&c| c == b'/')
+                .map_or(b.len(), |i| start + i),
+        };
+        self.pos = end;
+        Some(&self.path[start..end])
+    }
+}
+
+impl<'a> Route<'a> {
+    /// The segments as the engine binds them: a multi-segment name is one
+    /// segment. For an unknown route, the raw segments.
+    pub fn segments(&self) -> Segments<'a> {
+        Segments {
+            path: self.path,
+            name: self.name,
+        }
+    }
+
+    /// The raw segments of the normalized path.
+    pub fn raw(&self) -> Segments<'a> {
+        Segments::raw(self.path)
+    }
+
     /// Whether the folded segments are exactly `segs` (ASCII case ignored);
     /// `*` in `segs` matches any one (folded) segment.
     pub fn is(&self, segs: &[&str]) -> bool {
-        self.segments.len() == segs.len()
-            && self
-                .segments
+        let same = |p: &str, s: &&str| *s == "*" || p.eq_ignore_ascii_case(s);
+        if segs.len() != self.count {
+            return false;
+        }
+        if self.count <= MAX_PATTERN {
+            return self.first_segs[..self.count]
                 .iter()
                 .zip(segs)
-                .all(|(p, s)| *s == "*" || p.eq_ignore_ascii_case(s))
+                .all(|(&(b, e), s)| same(&self.path[b..e], s));
+        }
+        self.segments().iter().zip(segs).all(|(p, s)| same(p, s))
     }
 
     /// The first segment, if any.
-    pub fn first(&self) -> &str {
-        self.segments.first().map(String::as_str).unwrap_or("")
+    pub fn first(&self) -> &'a str {
+        if self.count == 0 {
+            return "";
+        }
+        let (b, e) = self.first_segs[0];
+        &self.path[b..e]
     }
 
     /// Every segment list a deny rule is matched against: the raw and the
     /// folded segments, and for `/libpod/X` the same for `/X` (Podman's API
-    /// mirrors Docker's routes under that prefix).
-    pub fn deny_views(&self, method: &str) -> Vec<Vec<String>> {
-        let mut views = vec![self.raw.clone()];
-        if self.segments != self.raw {
-            views.push(self.segments.clone());
-        }
-        if self.libpod && self.raw.len() > 1 {
-            let rest = format!("/{}", self.raw[1..].join("/"));
-            let inner = resolve(method, &rest);
-            views.push(inner.raw.clone());
-            if inner.segments != inner.raw {
-                views.push(inner.segments);
+    /// mirrors Docker's routes under that prefix). At most four, borrowed.
+    pub fn deny_views(&self, method: &str) -> DenyViews<'a> {
+        let mut views = DenyViews {
+            views: [Segments::raw(""); 4],
+            len: 0,
+            next: 0,
+        };
+        views.push_both(self);
+        if self.libpod {
+            // `/libpod/X`: X is the rest of the path after its first
+            // segment, from the `/` that starts its second one.
+            let mut raw = self.raw().iter();
+            raw.next();
+            if raw.next().is_some() {
+                let start = self.path.trim_start_matches('/');
+                let rest = &start[start.find('/').unwrap_or(start.len())..];
+                views.push_both(&resolve(method, rest));
             }
         }
         views
+    }
+}
+
+/// The views [`Route::deny_views`] gives (an iterator, without allocating).
+#[derive(Debug, Clone)]
+pub struct DenyViews<'a> {
+    views: [Segments<'a>; 4],
+    len: usize,
+    next: usize,
+}
+
+impl<'a> DenyViews<'a> {
+    /// A route's raw segments, and its folded ones when they differ.
+    fn push_both(&mut self, route: &Route<'a>) {
+        self.views[self.len] = route.raw();
+        self.len += 1;
+        if !route.raw().iter().eq(route.segments().iter()) {
+            self.views[self.len] = route.segments();
+            self.len += 1;
+        }
+    }
+}
+
+impl<'a> Iterator for DenyViews<'a> {
+    type Item = Segments<'a>;
+    fn next(&mut self) -> Option<Segments<'a>> {
+        (self.next < self.len).then(|| {
+            self.next += 1;
+            self.views[self.next - 1]
+        })
     }
 }
 
@@ -84,7 +221,7 @@ enum Seg {
 /// The engine's routes, in the order its router tries them (checkpoints
 /// before containers, as `dockerd` registers them). `{}` is one segment,
 /// `{*}` any number (`{name:.*}`). Methods: `GET` also stands for `HEAD`.
-const ROUTES: &[(&str, &str)] = &[
+pub(crate) const ROUTES: &[(&str, &str)] = &[
     // checkpoint router (experimental)
     ("GET", "/containers/{*}/checkpoints"),
     ("POST", "/containers/{*}/checkpoints"),
@@ -210,15 +347,46 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/networks/{*}"),
 ];
 
+/// The longest pattern, in segments.
+const MAX_PATTERN: usize = 4;
+
+/// A route pattern.
+struct Pattern {
+    /// The method, upper-case (`GET` also for `HEAD`).
+    method: &'static str,
+    segs: Vec<Seg>,
+}
+
 /// The table with its patterns split once (methods upper-case, `HEAD`-only
-/// routes filed under `GET`, which stands for both).
-fn table() -> &'static [(&'static str, Vec<Seg>)] {
-    static TABLE: std::sync::OnceLock<Vec<(&'static str, Vec<Seg>)>> = std::sync::OnceLock::new();
+/// routes filed under `GET`, which stands for both), grouped by their first
+/// segment (always a literal) in the table's order. Routes whose first
+/// segments differ never match the same path, so trying only the group of
+/// the path's first segment finds the route a scan of the whole table
+/// would.
+fn table() -> &'static [(&'static str, Vec<Pattern>)] {
+    static TABLE: std::sync::OnceLock<Vec<(&'static str, Vec<Pattern>)>> =
+        std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        ROUTES
-            .iter()
-            .map(|(m, p)| (if *m == "HEAD" { "GET" } else { *m }, pattern(p)))
-            .collect()
+        let mut groups: Vec<(&'static str, Vec<Pattern>)> = Vec::new();
+        for (m, p) in ROUTES {
+            let segs = pattern(p);
+            assert!(segs.len() <= MAX_PATTERN, "{p}");
+            let Some(Seg::Lit(first)) = segs.first().copied() else {
+                panic!("{p} does not start with a literal");
+            };
+            let pat = Pattern {
+                method: if *m == "HEAD" { "GET" } else { m },
+                segs,
+            };
+            match groups
+                .iter_mut()
+                .find(|(f, _)| f.eq_ignore_ascii_case(first))
+            {
+                Some((_, g)) => g.push(pat),
+                None => groups.push((first, vec![pat])),
+            }
+        }
+        groups
     })
 }
 
@@ -233,75 +401,145 @@ fn pattern(p: &'static str) -> Vec<Seg> {
         .collect()
 }
 
-/// `parts` against one pattern: the folded segments if it matches.
-fn bind(pat: &[Seg], parts: &[&str]) -> Option<Vec<String>> {
-    let lit = |s: &Seg, p: &str| match s {
-        Seg::Lit(l) => l.eq_ignore_ascii_case(p),
+/// What [`bind`] needs of a path's segments, found in one pass: their
+/// number, the first and the last [`MAX_PATTERN`] (as byte ranges).
+struct Parts<'a> {
+    path: &'a str,
+    n: usize,
+    head: [(usize, usize); MAX_PATTERN],
+    /// `tail[k]`: the k-th segment from the end.
+    tail: [(usize, usize); MAX_PATTERN],
+}
+
+impl<'a> Parts<'a> {
+    fn new(path: &'a str) -> Self {
+        let mut p = Parts {
+            path,
+            n: 0,
+            head: [(0, 0); MAX_PATTERN],
+            tail: [(0, 0); MAX_PATTERN],
+        };
+        let mut it = Segments::raw(path).iter();
+        while let Some(seg) = it.next() {
+            let end = it.pos;
+            let r = (end - seg.len(), end);
+            if p.n < MAX_PATTERN {
+                p.head[p.n] = r;
+            }
+            p.tail.copy_within(0..MAX_PATTERN - 1, 1);
+            p.tail[0] = r;
+            p.n += 1;
+        }
+        p
+    }
+
+    fn first(&self) -> Option<&'a str> {
+        (self.n > 0).then(|| &self.path[self.head[0].0..self.head[0].1])
+    }
+
+    /// Segment `i` (counted from the start), if among the first or last
+    /// [`MAX_PATTERN`].
+    fn get(&self, i: usize) -> &'a str {
+        let (s, e) = if i < MAX_PATTERN {
+            self.head[i]
+        } else {
+            self.tail[self.n - 1 - i]
+        };
+        &self.path[s..e]
+    }
+}
+
+/// `parts` against one pattern: if it matches, the byte range of the name
+/// it folds into one segment (`Some(None)` when it has none).
+fn bind(pat: &[Seg], parts: &Parts<'_>) -> Option<Option<(usize, usize)>> {
+    let lit = |s: &Seg, i: usize| match s {
+        Seg::Lit(l) => l.eq_ignore_ascii_case(parts.get(i)),
         Seg::One | Seg::Many => true,
     };
     match pat.iter().position(|s| matches!(s, Seg::Many)) {
-        None => (pat.len() == parts.len() && pat.iter().zip(parts).all(|(s, p)| lit(s, p)))
-            .then(|| parts.iter().map(|p| p.to_string()).collect()),
+        None => {
+            (pat.len() == parts.n && pat.iter().enumerate().all(|(i, s)| lit(s, i))).then_some(None)
+        }
         Some(i) => {
             let after = pat.len() - i - 1;
-            if parts.len() < pat.len() {
+            if parts.n < pat.len() {
                 return None;
             }
-            let name_end = parts.len() - after;
-            let head_ok = pat[..i].iter().zip(&parts[..i]).all(|(s, p)| lit(s, p));
+            let name_end = parts.n - after;
+            let head_ok = pat[..i].iter().enumerate().all(|(j, s)| lit(s, j));
             let tail_ok = pat[i + 1..]
                 .iter()
-                .zip(&parts[name_end..])
-                .all(|(s, p)| lit(s, p));
-            (head_ok && tail_ok).then(|| {
-                let mut out: Vec<String> = parts[..i].iter().map(|p| p.to_string()).collect();
-                out.push(parts[i..name_end].join("/"));
-                out.extend(parts[name_end..].iter().map(|p| p.to_string()));
-                out
-            })
+                .enumerate()
+                .all(|(k, s)| lit(s, name_end + k));
+            // The name: from segment i (one of the first MAX_PATTERN) to
+            // segment name_end - 1 (one of the last MAX_PATTERN).
+            let start = parts.head[i].0;
+            let end = parts.tail[parts.n - name_end].1;
+            (head_ok && tail_ok).then_some(Some((start, end)))
         }
     }
 }
 
-/// Resolve `method` on the normalized `path` (as [`crate::normalize`] gives it).
-pub fn resolve(method: &str, path: &str) -> Route {
-    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let raw: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
-    let libpod = parts
-        .first()
-        .is_some_and(|p| p.eq_ignore_ascii_case("libpod"));
-    let m = method.to_ascii_uppercase();
-    let m = if m == "HEAD" { "GET" } else { m.as_str() };
-    if m == "OPTIONS" && !libpod {
+/// Resolve `method` on the normalized `path` (as [`crate::normalize`] gives
+/// it: no empty segments, so that a folded name is one slice of it).
+pub fn resolve<'a>(method: &str, path: &'a str) -> Route<'a> {
+    let parts = Parts::new(path);
+    let first = parts.first();
+    let libpod = first.is_some_and(|p| p.eq_ignore_ascii_case("libpod"));
+    let m = if method.eq_ignore_ascii_case("HEAD") {
+        "GET"
+    } else {
+        method
+    };
+    let unfolded = |known| Route {
+        path,
+        name: None,
+        count: parts.n,
+        first_segs: parts.head,
+        known,
+        libpod,
+    };
+    if m.eq_ignore_ascii_case("OPTIONS") && !libpod {
         // The engine answers OPTIONS on any path (CORS), without acting.
-        return Route {
-            segments: raw.clone(),
-            raw,
-            known: true,
-            libpod,
-        };
+        return unfolded(true);
     }
-    if !libpod {
-        for (rm, pat) in table() {
-            if *rm != m {
-                continue;
+    if libpod {
+        return unfolded(false);
+    }
+    let Some(first) = first else {
+        return unfolded(false);
+    };
+    let Some((_, group)) = table().iter().find(|(f, _)| f.eq_ignore_ascii_case(first)) else {
+        return unfolded(false);
+    };
+    for pat in group {
+        if !pat.method.eq_ignore_ascii_case(m) {
+            continue;
+        }
+        if let Some(name) = bind(&pat.segs, &parts) {
+            let mut first_segs = parts.head;
+            if let (Some(name), Some(i)) =
+                (name, pat.segs.iter().position(|s| matches!(s, Seg::Many)))
+            {
+                // Folded: the segments before the name, the name, the
+                // pattern's last ones (the path's last ones).
+                first_segs[i] = name;
+                let after = pat.segs.len() - i - 1;
+                for k in 0..after {
+                    first_segs[i + 1 + k] = parts.tail[after - 1 - k];
+                }
             }
-            if let Some(segments) = bind(pat, &parts) {
-                return Route {
-                    segments,
-                    raw,
-                    known: true,
-                    libpod,
-                };
-            }
+            return Route {
+                path,
+                name,
+                count: pat.segs.len(),
+                first_segs,
+                known: true,
+                libpod,
+            };
         }
     }
-    Route {
-        segments: raw.clone(),
-        raw,
-        known: false,
-        libpod,
-    }
+    unfolded(false)
 }
 
 #[cfg(test)]
@@ -309,7 +547,7 @@ mod tests {
     use super::*;
 
     fn segs(m: &str, p: &str) -> Vec<String> {
-        resolve(m, p).segments
+        resolve(m, p).segments().to_vec()
     }
 
     #[test]
@@ -360,7 +598,7 @@ mod tests {
         // One-segment ids stay that way.
         let r = resolve("GET", "/services/a/b");
         assert!(!r.known);
-        assert_eq!(r.segments, ["services", "a", "b"]);
+        assert_eq!(r.segments().to_vec(), ["services", "a", "b"]);
     }
 
     #[test]
@@ -374,6 +612,8 @@ mod tests {
         assert!(r.libpod && !r.known);
         assert!(resolve("OPTIONS", "/libpod/x").libpod);
         let views = resolve("POST", "/libpod/containers/a/b/exec").deny_views("POST");
-        assert!(views.contains(&vec!["containers".to_string(), "a/b".into(), "exec".into()]));
+        assert!(views
+            .map(|v| v.to_vec())
+            .any(|v| v == vec!["containers".to_string(), "a/b".into(), "exec".into()]));
     }
 }

@@ -220,7 +220,8 @@ pub async fn refuse_over_limit(
     let (method, path, answer) = match &head {
         Ok(Ok(Incoming::Request(h))) => (
             h.method.clone(),
-            crate::policy::normalize(&h.target).map_or_else(|_| "-".to_string(), |t| t.path),
+            crate::policy::normalize(&h.target)
+                .map_or_else(|_| "-".to_string(), |t| t.path.into_owned()),
             true,
         ),
         // Nothing came, or not a request we can read: answer all the same.

@@ -12,6 +12,7 @@
 //! (`Content-Length`), keeps the audit line and the metric right, and answers
 //! an `Err(Synthetic)`.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,11 +34,11 @@ pub type ResponseFilter = Box<dyn FnOnce(u16, Vec<u8>) -> Result<Vec<u8>, Synthe
 pub const FILTER_LIMIT: usize = 16 * 1024 * 1024;
 
 /// An allowed request about to be forwarded.
-pub struct Outgoing {
+pub struct Outgoing<'t> {
     /// The method as sent.
     method: String,
     /// The normalized target the policy decided on.
-    target: Target,
+    target: Target<'t>,
     /// The head as it will be forwarded (as received unless rewritten).
     head: Vec<u8>,
     /// The body, when it was read whole (inspected, or [`wants_body`]);
@@ -49,8 +50,13 @@ pub struct Outgoing {
     filter: Option<ResponseFilter>,
 }
 
-impl Outgoing {
-    pub(super) fn new(method: String, target: Target, head: Vec<u8>, body: Option<Body>) -> Self {
+impl<'t> Outgoing<'t> {
+    pub(super) fn new(
+        method: String,
+        target: Target<'t>,
+        head: Vec<u8>,
+        body: Option<Body>,
+    ) -> Self {
         Outgoing {
             method,
             target,
@@ -67,7 +73,7 @@ impl Outgoing {
     }
 
     /// The normalized target (path without version prefix, raw query).
-    pub fn target(&self) -> &Target {
+    pub fn target(&self) -> &Target<'t> {
         &self.target
     }
 
@@ -106,8 +112,8 @@ impl Outgoing {
             t.push_str(q);
         }
         self.head = replace_target(&self.head, &t);
-        self.target.path = path.to_string();
-        self.target.query = query.map(str::to_string);
+        self.target.path = Cow::Owned(path.to_string());
+        self.target.query = query.map(|q| Cow::Owned(q.to_string()));
     }
 
     /// Forward `body` instead of the one received; it goes out with a
@@ -173,14 +179,17 @@ impl Outgoing {
 
 /// Whether the rewrite step needs the body of this request read whole before
 /// [`before_forward`] (bounded like inspected bodies).
-pub(super) fn wants_body(spec: &TenantSpec, method: &str, target: &Target) -> bool {
+pub(super) fn wants_body(spec: &TenantSpec, method: &str, target: &Target<'_>) -> bool {
     spec.access.scope() == Scope::Own && super::scope::wants_body(method, target)
 }
 
 /// The rewrite step: change `req`, or answer it with `Err`. `scope: own`
 /// tenants' requests are confined to their own objects
 /// ([`super::scope`]); others go as they are.
-pub(super) async fn before_forward(spec: &TenantSpec, req: &mut Outgoing) -> Result<(), Synthetic> {
+pub(super) async fn before_forward(
+    spec: &TenantSpec,
+    req: &mut Outgoing<'_>,
+) -> Result<(), Synthetic> {
     match spec.access.scope() {
         Scope::Own => super::scope::before_forward(spec, req).await,
         Scope::Engine => Ok(()),

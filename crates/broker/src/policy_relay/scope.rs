@@ -21,7 +21,7 @@ use crate::policy::Target;
 /// Whether the request's body must be read whole first (bounded like an
 /// inspected body): creates (stamped) and network connect/disconnect (the
 /// container named is checked).
-pub(super) fn wants_body(method: &str, target: &Target) -> bool {
+pub(super) fn wants_body(method: &str, target: &Target<'_>) -> bool {
     match scope::classify(method, &target.path) {
         Route::Create(_) => true,
         Route::Object(o) => {
@@ -32,11 +32,14 @@ pub(super) fn wants_body(method: &str, target: &Target) -> bool {
 }
 
 /// Rewrite `out` for a scoped tenant, or answer it.
-pub(super) async fn before_forward(spec: &TenantSpec, out: &mut Outgoing) -> Result<(), Synthetic> {
+pub(super) async fn before_forward(
+    spec: &TenantSpec,
+    out: &mut Outgoing<'_>,
+) -> Result<(), Synthetic> {
     let tenant = spec.name.as_str();
     let method = out.method().to_string();
     let target = out.target().clone();
-    let path = target.path.as_str();
+    let path: &str = &target.path;
     let denied = |reason: &str| Synthetic::denied(tenant, &method, path, reason);
     let cts = out.header_values("content-type");
     let cts: Vec<&[u8]> = cts.iter().map(Vec::as_slice).collect();
@@ -156,7 +159,7 @@ async fn object(
     engine: &Engine<'_>,
     tenant: &str,
     o: &ObjectRoute,
-    out: &mut Outgoing,
+    out: &mut Outgoing<'_>,
 ) -> Result<(), Refusal> {
     let owner = engine.owner(o.kind, &o.reference, tenant).await?;
     let id = match &owner {
@@ -243,7 +246,7 @@ async fn create(
     engine: &Engine<'_>,
     tenant: &str,
     kind: CreateKind,
-    out: &mut Outgoing,
+    out: &mut Outgoing<'_>,
 ) -> Result<(), Refusal> {
     let invalid = |e: &dyn std::fmt::Display| Refusal::Answer(Synthetic::invalid(e.to_string()));
     let mut stamped =
@@ -364,7 +367,7 @@ async fn create_volume(engine: &Engine<'_>, tenant: &str, name: &str) -> Result<
 /// A `409` for a name taken (create, rename) names the holder's full ID;
 /// the ID is cut from the message (the name was checked before forwarding,
 /// this covers a name taken in between).
-fn scrub_conflicts(out: &mut Outgoing) {
+fn scrub_conflicts(out: &mut Outgoing<'_>) {
     out.filter_response(Box::new(|status, b| {
         if status != 409 {
             return Ok(b);
