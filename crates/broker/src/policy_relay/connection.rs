@@ -203,14 +203,15 @@ impl<'s> Connection<'s> {
         Ok(n)
     }
 
+    /// The bytes read and not yet taken (a head just read is at the start:
+    /// [`RequestHead::target`] reads from here).
+    pub(super) fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Take `n` bytes (a head) from the buffer.
     pub(super) fn take(&mut self, n: usize) -> Vec<u8> {
         self.buf.split_to(n).to_vec()
-    }
-
-    /// Drop `n` bytes (a refused head) from the buffer.
-    pub(super) fn skip(&mut self, n: usize) {
-        self.buf.advance(n);
     }
 
     /// Read a whole body (its head already taken) of at most `limit` raw

@@ -12,6 +12,7 @@
 //! (`Content-Length`), keeps the audit line and the metric right, and answers
 //! an `Err(Synthetic)`.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ pub const FILTER_LIMIT: usize = 16 * 1024 * 1024;
 
 /// An allowed request about to be forwarded.
 pub struct Outgoing {
-    /// The method as sent.
-    method: String,
+    /// The method as sent (not copied for a standard method).
+    method: Cow<'static, str>,
     /// The normalized target the policy decided on.
     target: Target,
     /// The head as it will be forwarded (as received unless rewritten).
@@ -50,7 +51,12 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    pub(super) fn new(method: String, target: Target, head: Vec<u8>, body: Option<Body>) -> Self {
+    pub(super) fn new(
+        method: Cow<'static, str>,
+        target: Target,
+        head: Vec<u8>,
+        body: Option<Body>,
+    ) -> Self {
         Outgoing {
             method,
             target,
