@@ -297,9 +297,13 @@ where
     let mut swallow = req.swallow_continue;
     let mut filter = filter;
     loop {
-        // The head.
+        // The head. `scanned`: how much of `ubuf` is known to hold no end
+        // of head (each byte is looked at once, not on every read).
+        let mut scanned: usize = 0;
         let head = loop {
-            if http1::may_hold_head(ubuf) || ubuf.len() > http1::MAX_HEAD {
+            if http1::may_hold_head(&ubuf[scanned.saturating_sub(3)..])
+                || ubuf.len() > http1::MAX_HEAD
+            {
                 match http1::parse_response(ubuf, req.is_head) {
                     Ok(Some(h)) => break h,
                     Ok(None) => {}
@@ -309,6 +313,7 @@ where
                     Err(e) => return Exchanged::Invalid(e.to_string()),
                 }
             }
+            scanned = ubuf.len();
             match read_more(ur, ubuf, stats).await {
                 Ok(0) if !relayed && ubuf.is_empty() => {
                     return Exchanged::NoResponse(io::Error::new(
