@@ -348,30 +348,27 @@ fn strict_lines(head: &[u8]) -> Result<(), HeadError> {
     }
 }
 
-/// Whether `head` certainly passes [`strict_lines_exact`]: it is lines
-/// ending with CRLF (found by `memchr`), none with a CR or a control
-/// character but HTAB (the first none at all), none but the first starting
-/// with a space or HTAB. `false` may also mean "not sure".
+/// Whether `head` certainly passes [`strict_lines_exact`], in one pass over
+/// each pair of neighbouring bytes: no control character but HTAB, CR and
+/// LF; a CR exactly where an LF follows (CRLF and nothing else ends a line);
+/// no line start (after an LF) with a space or HTAB; no HTAB in the request
+/// line. `false` may also mean "not sure".
 fn plain_lines(head: &[u8]) -> bool {
-    // Accumulated without early exit, so that the loop vectorizes.
-    let bad = |line: &[u8], tab_ok: bool| {
-        line.iter().fold(false, |bad, &b| {
-            bad | ((b < 0x20 && !(tab_ok && b == b'\t')) | (b == 0x7f))
-        })
+    let (Some(&first), Some(&last)) = (head.first(), head.last()) else {
+        return true;
     };
-    let mut start = 0;
-    for lf in memchr::memchr_iter(b'\n', head) {
-        let Some(line) = head[start..lf].strip_suffix(b"\r") else {
-            return false;
-        };
-        let request_line = start == 0;
-        if bad(line, !request_line) || (!request_line && matches!(line.first(), Some(b' ' | b'\t')))
-        {
-            return false;
-        }
-        start = lf + 1;
-    }
-    start == head.len()
+    let ctl = |b: u8| (b < 0x20) & (b != b'\t') & (b != b'\r') & (b != b'\n') | (b == 0x7f);
+    // Accumulated without early exit or branches, so that the loop vectorizes.
+    let bad = head.iter().zip(&head[1..]).fold(false, |bad, (&x, &y)| {
+        bad | ctl(x)
+            | ((x == b'\r') != (y == b'\n'))
+            | ((x == b'\n') & ((y == b' ') | (y == b'\t')))
+    });
+    let request_line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
+    !bad && first != b'\n'
+        && last != b'\r'
+        && !ctl(last)
+        && memchr::memchr(b'\t', request_line).is_none()
 }
 
 /// [`strict_lines`] a byte at a time: the error names the first offence.

@@ -395,6 +395,10 @@ fn strict_lines_fast_path_agrees_with_the_exact_walk() {
         b"GET\t/ HTTP/1.1\r\n",
         b"",
     ];
+    // The fast path does take the usual heads.
+    assert!(plain_lines(
+        b"GET /x HTTP/1.1\r\nHost: d\r\nA: b\tc\r\n\r\n"
+    ));
     let mut tail = Vec::new();
     for len in 0..=5u32 {
         for n in 0..ALPHABET.len().pow(len) {
