@@ -211,7 +211,11 @@ impl<'s> Connection<'s> {
 
     /// Take `n` bytes (a head) from the buffer.
     pub(super) fn take(&mut self, n: usize) -> Vec<u8> {
-        self.buf.split_to(n).to_vec()
+        // Copied out, then dropped from the buffer (`split_to` would share
+        // the buffer, and count references, for a view dropped at once).
+        let head = self.buf[..n].to_vec();
+        self.buf.advance(n);
+        head
     }
 
     /// Read a whole body (its head already taken) of at most `limit` raw
