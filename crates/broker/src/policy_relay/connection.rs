@@ -161,7 +161,11 @@ impl<'s> Connection<'s> {
                     None => {}
                 }
             }
-            if !self.first && http1::may_hold_head(&self.buf[scanned.saturating_sub(3)..]) {
+            // (Nothing new, as before the first read: nothing to look at.)
+            if !self.first
+                && self.buf.len() > scanned
+                && http1::may_hold_head(&self.buf[scanned.saturating_sub(3)..])
+            {
                 if let Some(h) = http1::parse_request(&self.buf).map_err(ReadError::Head)? {
                     return Ok(Incoming::Request(h));
                 }

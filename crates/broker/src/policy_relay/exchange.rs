@@ -301,7 +301,8 @@ where
         // of head (each byte is looked at once, not on every read).
         let mut scanned: usize = 0;
         let head = loop {
-            if http1::may_hold_head(&ubuf[scanned.saturating_sub(3)..])
+            // (Nothing new, as before the first read: nothing to look at.)
+            if (ubuf.len() > scanned && http1::may_hold_head(&ubuf[scanned.saturating_sub(3)..]))
                 || ubuf.len() > http1::MAX_HEAD
             {
                 match http1::parse_response(ubuf, req.is_head) {
