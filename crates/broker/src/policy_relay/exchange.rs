@@ -553,6 +553,57 @@ mod tests {
         }
     }
 
+    /// A reader that hands out one byte per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if let Some((&b, rest)) = self.0.split_first() {
+                buf.put_slice(&[b]);
+                self.0 = rest;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Each head is found when its empty line arrives, although only the
+    /// new bytes (and the three before them) are searched on each read.
+    #[tokio::test]
+    async fn a_head_arriving_a_byte_at_a_time_is_found() {
+        let stats = Stats::new(crate::metrics::Metrics::new().tenant("t"));
+        let audit = Audit {
+            tenant: "t",
+            peer: Peer {
+                pid: 0,
+                uid: 0,
+                gid: 0,
+            },
+        };
+        let req = ReqInfo {
+            method: "GET",
+            path: "/_ping",
+            is_head: false,
+            swallow_continue: false,
+        };
+        for response in [
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"[..],
+            b"HTTP/1.1 200 OK\nContent-Length: 2\n\nOK",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nOK",
+        ] {
+            let (mut ur, mut out, mut ubuf) = (Trickle(response), Vec::new(), BytesMut::new());
+            let r = relay_response(&mut ur, &mut out, &mut ubuf, &req, None, &stats, &audit).await;
+            assert!(
+                matches!(r, Exchanged::Done { close: false, .. }),
+                "{response:?}"
+            );
+            assert_eq!(out, response);
+        }
+    }
+
     #[tokio::test]
     async fn a_filter_gets_the_decoded_body_and_its_result_is_reframed() {
         let chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
