@@ -1298,7 +1298,7 @@ fn accepted(input: &[u8]) -> Vec<Echoed> {
                 }
             }
         };
-        out.push((h.method, h.target, body));
+        out.push((h.method.to_string(), h.target(rest).to_string(), body));
         pos += h.len + used;
         if h.close {
             break;

@@ -5,7 +5,13 @@
 //! Everything here is pure (bytes in, decisions out) so that it can be
 //! unit-tested and fuzzed without sockets.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::mem::MaybeUninit;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 /// Largest request or response head accepted (request line + headers).
 pub const MAX_HEAD: usize = 256 * 1024;
@@ -30,13 +36,17 @@ pub enum Framing {
     UntilClose,
 }
 
-/// A parsed request head.
+/// A parsed request head. It owns no copy of the head's bytes (parsing
+/// allocates nothing for a standard method): the target is a range of the
+/// buffer the head was parsed from, read with [`RequestHead::target`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    /// The method as sent (`GET`).
-    pub method: String,
-    /// The raw request target (`/v1.41/containers/json?all=1`).
-    pub target: String,
+    /// The method as sent (`GET`): borrowed for the standard methods,
+    /// owned only for any other token.
+    pub method: Cow<'static, str>,
+    /// Where the raw request target (`/v1.41/containers/json?all=1`) is
+    /// in the head's bytes.
+    pub target: Range<usize>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     /// Length of the head in bytes (up to and including the empty line).
@@ -50,6 +60,30 @@ pub struct RequestHead {
     pub upgrade: bool,
     /// `Expect: 100-continue`: the client waits before sending the body.
     pub expect_continue: bool,
+}
+
+impl RequestHead {
+    /// The raw request target, from `head`: the bytes this head was parsed
+    /// from (the same buffer, or its first [`RequestHead::len`] bytes).
+    pub fn target<'b>(&self, head: &'b [u8]) -> &'b str {
+        // httparse checked these bytes (a `&str` it handed out), so this
+        // never falls back to "".
+        head.get(self.target.clone())
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The method as a `Cow`: the standard methods (as sent, case included)
+/// without an allocation.
+fn method(m: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|s| **s == m) {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(m.to_string()),
+    }
 }
 
 /// A parsed response head.
@@ -112,14 +146,17 @@ fn httparse_error(e: httparse::Error) -> HeadError {
     }
 }
 
-/// What the framing-relevant header fields say.
+/// What the framing-relevant header fields say, taken straight from
+/// httparse's slice of fields (borrowing from the head: nothing allocated).
 #[derive(Default)]
-struct Fields {
+struct Fields<'h> {
     content_length: Option<u64>,
     /// How many `Content-Length` fields there were.
     cl_count: usize,
-    transfer_encoding: Option<String>,
-    /// The request body is a form the engine would read parameters from.
+    /// The (last) `Transfer-Encoding` value, trimmed; `"?"` if not UTF-8.
+    transfer_encoding: Option<&'h str>,
+    /// The request body is a form the engine would read parameters from
+    /// (requests only).
     form_body: bool,
     connection_close: bool,
     connection_keep_alive: bool,
@@ -127,7 +164,7 @@ struct Fields {
     expect_continue: bool,
 }
 
-fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, HeadError> {
+fn fields<'h>(headers: &[httparse::Header<'h>], request: bool) -> Result<Fields<'h>, HeadError> {
     let mut f = Fields::default();
     let mut te_count = 0;
     for h in headers {
@@ -140,44 +177,53 @@ fn fields(headers: &[httparse::Header<'_>], request: bool) -> Result<Fields, Hea
                 .ok()
                 .map(|v| v.trim_matches([' ', '\t']))
         };
-        if h.name.eq_ignore_ascii_case("content-length") {
-            f.cl_count += 1;
-            // Go: strconv.ParseUint(v, 10, 63): digits only, at most 2^63-1.
-            let v = value()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok())
-                .filter(|v| *v <= i64::MAX as u64)
-                .ok_or_else(|| HeadError::Invalid("invalid Content-Length".into()))?;
-            if f.content_length.is_some_and(|old| old != v) {
-                return Err(HeadError::Invalid(
-                    "conflicting Content-Length fields".into(),
-                ));
+        // The names read here all differ in length: one comparison at most.
+        let name = h.name;
+        match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                f.cl_count += 1;
+                // Go: strconv.ParseUint(v, 10, 63): digits only, at most 2^63-1.
+                let v = value()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|v| *v <= i64::MAX as u64)
+                    .ok_or_else(|| HeadError::Invalid("invalid Content-Length".into()))?;
+                if f.content_length.is_some_and(|old| old != v) {
+                    return Err(HeadError::Invalid(
+                        "conflicting Content-Length fields".into(),
+                    ));
+                }
+                f.content_length = Some(v);
             }
-            f.content_length = Some(v);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            te_count += 1;
-            f.transfer_encoding = Some(value().unwrap_or("?").to_string());
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in value().unwrap_or_default().split(',') {
-                let t = token.trim();
-                if t.eq_ignore_ascii_case("close") {
-                    f.connection_close = true;
-                } else if t.eq_ignore_ascii_case("keep-alive") {
-                    f.connection_keep_alive = true;
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                te_count += 1;
+                f.transfer_encoding = Some(value().unwrap_or("?"));
+            }
+            10 if name.eq_ignore_ascii_case("connection") => {
+                for token in value().unwrap_or_default().split(',') {
+                    let t = token.trim();
+                    if t.eq_ignore_ascii_case("close") {
+                        f.connection_close = true;
+                    } else if t.eq_ignore_ascii_case("keep-alive") {
+                        f.connection_keep_alive = true;
+                    }
                 }
             }
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            f.upgrade = true;
-        } else if h.name.eq_ignore_ascii_case("content-type") {
-            // Go's mime.ParseMediaType: the type before any `;`, trimmed,
-            // any case. An unparsable value counts (fail closed).
-            let media = value().unwrap_or("").split(';').next().unwrap_or("");
-            let media = media.trim_matches([' ', '\t']).to_ascii_lowercase();
-            f.form_body |= media == "application/x-www-form-urlencoded"
-                || media == "multipart/form-data"
-                || std::str::from_utf8(h.value).is_err();
-        } else if h.name.eq_ignore_ascii_case("expect") {
-            f.expect_continue |= value().is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+            7 if name.eq_ignore_ascii_case("upgrade") => f.upgrade = true,
+            12 if request && name.eq_ignore_ascii_case("content-type") => {
+                // Go's mime.ParseMediaType: the type before any `;`, trimmed,
+                // any case. An unparsable value counts (fail closed).
+                let media = value().unwrap_or("").split(';').next().unwrap_or("");
+                let media = media.trim_matches([' ', '\t']);
+                f.form_body |= media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                    || media.eq_ignore_ascii_case("multipart/form-data")
+                    || std::str::from_utf8(h.value).is_err();
+            }
+            6 if name.eq_ignore_ascii_case("expect") => {
+                f.expect_continue |=
+                    value().is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+            }
+            _ => {}
         }
     }
     if request && te_count > 1 {
@@ -225,17 +271,26 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
             ));
         }
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let Some(len) = head_len(req.parse(buf), buf.len())? else {
+    // Uninitialized: filling 128 empty fields first cost ~400 instructions
+    // per head (docs/performance.md).
+    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let Some(len) = head_len(req.parse_with_uninit_headers(buf, &mut headers), buf.len())? else {
         return Ok(None);
     };
     if len > MAX_HEAD {
         return Err(HeadError::TooLarge);
     }
     strict_lines(&buf[..len])?;
-    let method = req.method.unwrap_or_default().to_string();
-    let target = req.path.unwrap_or_default().to_string();
+    let method = method(req.method.unwrap_or_default());
+    let target = match req.path {
+        // The path is a slice of `buf`: keep where it is.
+        Some(p) => {
+            let start = p.as_ptr() as usize - buf.as_ptr() as usize;
+            start..start + p.len()
+        }
+        None => 0..0,
+    };
     let minor_version = req.version.unwrap_or(1);
     let f = fields(req.headers, true)?;
     if f.cl_count > 1 {
@@ -255,7 +310,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
             ))
         }
         (Some(te), None) if te.eq_ignore_ascii_case("chunked") => Framing::Chunked,
-        (Some(te), None) => return Err(HeadError::UnsupportedTransferEncoding(te.clone())),
+        (Some(te), None) => return Err(HeadError::UnsupportedTransferEncoding(te.to_string())),
         (None, Some(0)) | (None, None) => Framing::Empty,
         (None, Some(n)) => Framing::Length(n),
     };
@@ -282,6 +337,42 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
 /// CRLF, no CR or LF elsewhere, no control character but HTAB (and none at
 /// all in the request line), no line that starts with whitespace.
 fn strict_lines(head: &[u8]) -> Result<(), HeadError> {
+    // A plain head passes the line-at-a-time check; anything it does not
+    // pass goes through the byte-at-a-time one, which names the first
+    // offence (the byte-at-a-time walk of every head cost ~1,000
+    // instructions per request, docs/performance.md).
+    if plain_lines(head) {
+        Ok(())
+    } else {
+        strict_lines_exact(head)
+    }
+}
+
+/// Whether `head` certainly passes [`strict_lines_exact`], in one pass over
+/// each pair of neighbouring bytes: no control character but HTAB, CR and
+/// LF; a CR exactly where an LF follows (CRLF and nothing else ends a line);
+/// no line start (after an LF) with a space or HTAB; no HTAB in the request
+/// line. `false` may also mean "not sure".
+fn plain_lines(head: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (head.first(), head.last()) else {
+        return true;
+    };
+    let ctl = |b: u8| (b < 0x20) & (b != b'\t') & (b != b'\r') & (b != b'\n') | (b == 0x7f);
+    // Accumulated without early exit or branches, so that the loop vectorizes.
+    let bad = head.iter().zip(&head[1..]).fold(false, |bad, (&x, &y)| {
+        bad | ctl(x)
+            | ((x == b'\r') != (y == b'\n'))
+            | ((x == b'\n') & ((y == b' ') | (y == b'\t')))
+    });
+    let request_line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len())];
+    !bad && first != b'\n'
+        && last != b'\r'
+        && !ctl(last)
+        && memchr::memchr(b'\t', request_line).is_none()
+}
+
+/// [`strict_lines`] a byte at a time: the error names the first offence.
+fn strict_lines_exact(head: &[u8]) -> Result<(), HeadError> {
     let bad = |what: &str| Err(HeadError::Invalid(format!("{what} in the request head")));
     let mut line_start = true;
     let mut request_line = true;
@@ -316,9 +407,14 @@ fn strict_lines(head: &[u8]) -> Result<(), HeadError> {
 /// Parse a response head at the start of `buf`, for a request whose method
 /// was HEAD (`head_request`) or not. `Ok(None)`: incomplete.
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let Some(len) = head_len(resp.parse(buf), buf.len())? else {
+    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    );
+    let Some(len) = head_len(parsed, buf.len())? else {
         return Ok(None);
     };
     let status = resp.code.unwrap_or(0);
@@ -349,13 +445,15 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
 /// Whether `buf` may hold a complete head: it contains an empty line. Cheap
 /// enough to run on every read before the full parse.
 pub fn may_hold_head(buf: &[u8]) -> bool {
-    // One pass from line end to line end, found by `memchr` (vectorized: this
-    // runs on every read of every request and response; a byte-at-a-time
-    // `position` scan cost ~2,800 instructions per request, docs/performance.md).
-    memchr::memchr_iter(b'\n', buf).any(|i| {
-        let rest = &buf[i + 1..];
-        matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..])
-    })
+    // An empty line is "\n\r\n" or "\n\n", each found by one vectorized
+    // substring search (this runs on every read of every request and
+    // response: a byte-at-a-time scan cost ~2,800 instructions per request,
+    // stopping at each line end ~850 per response, docs/performance.md).
+    // The searchers are built once.
+    static CRLF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\r\n"));
+    static LF: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+    CRLF.find(buf).is_some() || LF.find(buf).is_some()
 }
 
 /// The HTTP/2 prior-knowledge connection preface.

@@ -118,7 +118,7 @@ fn ours(input: &[u8]) -> (Vec<Seen>, Vec<u8>) {
             }
         };
         forwarded.extend_from_slice(&rest[..head.len + used]);
-        seen.push((head.method, head.target, body));
+        seen.push((head.method.to_string(), head.target(rest).to_string(), body));
         pos += head.len + used;
         if head.close {
             break;

@@ -161,7 +161,11 @@ impl<'s> Connection<'s> {
                     None => {}
                 }
             }
-            if !self.first && http1::may_hold_head(&self.buf[scanned.saturating_sub(3)..]) {
+            // (Nothing new, as before the first read: nothing to look at.)
+            if !self.first
+                && self.buf.len() > scanned
+                && http1::may_hold_head(&self.buf[scanned.saturating_sub(3)..])
+            {
                 if let Some(h) = http1::parse_request(&self.buf).map_err(ReadError::Head)? {
                     return Ok(Incoming::Request(h));
                 }
@@ -203,14 +207,19 @@ impl<'s> Connection<'s> {
         Ok(n)
     }
 
-    /// Take `n` bytes (a head) from the buffer.
-    pub(super) fn take(&mut self, n: usize) -> Vec<u8> {
-        self.buf.split_to(n).to_vec()
+    /// The bytes read and not yet taken (a head just read is at the start:
+    /// [`RequestHead::target`] reads from here).
+    pub(super) fn buffered(&self) -> &[u8] {
+        &self.buf
     }
 
-    /// Drop `n` bytes (a refused head) from the buffer.
-    pub(super) fn skip(&mut self, n: usize) {
+    /// Take `n` bytes (a head) from the buffer.
+    pub(super) fn take(&mut self, n: usize) -> Vec<u8> {
+        // Copied out, then dropped from the buffer (`split_to` would share
+        // the buffer, and count references, for a view dropped at once).
+        let head = self.buf[..n].to_vec();
         self.buf.advance(n);
+        head
     }
 
     /// Read a whole body (its head already taken) of at most `limit` raw

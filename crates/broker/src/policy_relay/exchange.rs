@@ -297,9 +297,14 @@ where
     let mut swallow = req.swallow_continue;
     let mut filter = filter;
     loop {
-        // The head.
+        // The head. `scanned`: how much of `ubuf` is known to hold no end
+        // of head (each byte is looked at once, not on every read).
+        let mut scanned: usize = 0;
         let head = loop {
-            if http1::may_hold_head(ubuf) || ubuf.len() > http1::MAX_HEAD {
+            // (Nothing new, as before the first read: nothing to look at.)
+            if (ubuf.len() > scanned && http1::may_hold_head(&ubuf[scanned.saturating_sub(3)..]))
+                || ubuf.len() > http1::MAX_HEAD
+            {
                 match http1::parse_response(ubuf, req.is_head) {
                     Ok(Some(h)) => break h,
                     Ok(None) => {}
@@ -309,6 +314,7 @@ where
                     Err(e) => return Exchanged::Invalid(e.to_string()),
                 }
             }
+            scanned = ubuf.len();
             match read_more(ur, ubuf, stats).await {
                 Ok(0) if !relayed && ubuf.is_empty() => {
                     return Exchanged::NoResponse(io::Error::new(
@@ -736,5 +742,56 @@ mod tests {
         );
         let (out, _) = filtered(huge.as_bytes(), false, Box::new(|_, b| Ok(b))).await;
         assert!(String::from_utf8(out).unwrap().contains("to filter"));
+    }
+
+    /// A reader that hands out one byte per read.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if let Some((&b, rest)) = self.0.split_first() {
+                buf.put_slice(&[b]);
+                self.0 = rest;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Each head is found when its empty line arrives, although only the
+    /// new bytes (and the three before them) are searched on each read.
+    #[tokio::test]
+    async fn a_head_arriving_a_byte_at_a_time_is_found() {
+        let stats = Stats::new(crate::metrics::Metrics::new().tenant("t"));
+        let audit = Audit {
+            tenant: "t",
+            peer: Peer {
+                pid: 0,
+                uid: 0,
+                gid: 0,
+            },
+        };
+        let req = ReqInfo {
+            method: "GET",
+            path: "/_ping",
+            is_head: false,
+            swallow_continue: false,
+        };
+        for response in [
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"[..],
+            b"HTTP/1.1 200 OK\nContent-Length: 2\n\nOK",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nOK",
+        ] {
+            let (mut ur, mut out, mut ubuf) = (Trickle(response), Vec::new(), BytesMut::new());
+            let r = relay_response(&mut ur, &mut out, &mut ubuf, &req, None, &stats, &audit).await;
+            assert!(
+                matches!(r, Exchanged::Done { close: false, .. }),
+                "{response:?}"
+            );
+            assert_eq!(out, response);
+        }
     }
 }

@@ -219,8 +219,8 @@ pub async fn refuse_over_limit(
     };
     let (method, path, answer) = match &head {
         Ok(Ok(Incoming::Request(h))) => (
-            h.method.clone(),
-            crate::policy::normalize(&h.target)
+            h.method.to_string(),
+            crate::policy::normalize(h.target(conn.buffered()))
                 .map_or_else(|_| "-".to_string(), |t| t.path.into_owned()),
             true,
         ),

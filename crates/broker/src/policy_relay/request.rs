@@ -187,10 +187,14 @@ impl<'a> Session<'a> {
         let method = head.method.clone();
         self.head_request = method.eq_ignore_ascii_case("HEAD");
         let tenant = self.audit.tenant;
-        let target = match policy::normalize(&head.target) {
+        // The head's bytes leave the read buffer here, whatever the answer:
+        // the target is read from them.
+        let head_bytes = self.client.take(head.len);
+        let raw_target = head.target(&head_bytes);
+        let target = match policy::normalize(raw_target) {
             Ok(t) => t,
             Err(e) => {
-                let shown: String = head.target.chars().take(200).collect();
+                let shown: String = raw_target.chars().take(200).collect();
                 let syn = Synthetic::bad_request(
                     400,
                     format!("sockbroker: tenant {tenant} sent a request target sockbroker cannot check: {e}"),
@@ -215,7 +219,6 @@ impl<'a> Session<'a> {
         };
         let read_whole = inspect.is_some() || rewrite::wants_body(current, &method, &target);
         let mut swallow_continue = false;
-        let head_bytes = self.client.take(head.len);
         let body = if read_whole {
             if head.expect_continue && head.body != Framing::Empty {
                 if let Err(e) = self.client.write(http1::CONTINUE).await {
@@ -243,7 +246,7 @@ impl<'a> Session<'a> {
                 return self.answer(&method, &path, syn, false).await;
             }
         }
-        let mut out = Outgoing::new(method.clone(), target, head_bytes, body);
+        let mut out = Outgoing::new(method.clone(), target, &head_bytes, body);
         if let Err(syn) = rewrite::before_forward(current, &mut out).await {
             let syn = if head.close || (!read_whole && head.body != Framing::Empty) {
                 // The body was not read: where the next request starts is unknown.
@@ -321,7 +324,6 @@ impl<'a> Session<'a> {
     /// Refuse a request whose body is still unread: read and drop a small
     /// body to keep the connection, close after a large one.
     async fn deny(&mut self, head: &RequestHead, path: &str, reason: &str) -> Step {
-        self.client.skip(head.len);
         let mut close = head.close;
         if head.body != Framing::Empty {
             if head.expect_continue {

@@ -35,12 +35,13 @@ pub const FILTER_LIMIT: usize = 16 * 1024 * 1024;
 
 /// An allowed request about to be forwarded.
 pub struct Outgoing<'t> {
-    /// The method as sent.
-    method: String,
+    /// The method as sent (not copied for a standard method).
+    method: Cow<'static, str>,
     /// The normalized target the policy decided on.
     target: Target<'t>,
-    /// The head as it will be forwarded (as received unless rewritten).
-    head: Vec<u8>,
+    /// The head as it will be forwarded (as received, borrowed from the
+    /// read buffer's copy the target is read from, unless rewritten).
+    head: Cow<'t, [u8]>,
     /// The body, when it was read whole (inspected, or [`wants_body`]);
     /// `None`: it follows in the client's stream and is streamed as framed.
     body: Option<Body>,
@@ -52,15 +53,15 @@ pub struct Outgoing<'t> {
 
 impl<'t> Outgoing<'t> {
     pub(super) fn new(
-        method: String,
+        method: Cow<'static, str>,
         target: Target<'t>,
-        head: Vec<u8>,
+        head: &'t [u8],
         body: Option<Body>,
     ) -> Self {
         Outgoing {
             method,
             target,
-            head,
+            head: Cow::Borrowed(head),
             body,
             body_replaced: false,
             filter: None,
@@ -111,7 +112,7 @@ impl<'t> Outgoing<'t> {
             t.push('?');
             t.push_str(q);
         }
-        self.head = replace_target(&self.head, &t);
+        self.head = Cow::Owned(replace_target(&self.head, &t));
         self.target.path = Cow::Owned(path.to_string());
         self.target.query = query.map(|q| Cow::Owned(q.to_string()));
     }
@@ -141,7 +142,7 @@ impl<'t> Outgoing<'t> {
             let mut head = self.head[..line_end].to_vec();
             head.extend_from_slice(b"Content-Type: application/json\r\n");
             head.extend_from_slice(&self.head[line_end..]);
-            self.head = head;
+            self.head = Cow::Owned(head);
         }
         self.set_body(body);
     }
@@ -160,18 +161,21 @@ impl<'t> Outgoing<'t> {
 
     /// The bytes to write to the upstream first, the framing of what follows
     /// from the client (streamed), and the response filter.
-    pub(super) fn into_wire(self, framing: Framing) -> (Vec<u8>, Framing, Option<ResponseFilter>) {
+    pub(super) fn into_wire(
+        self,
+        framing: Framing,
+    ) -> (Cow<'t, [u8]>, Framing, Option<ResponseFilter>) {
         match self.body {
             None => (self.head, framing, self.filter),
             Some(body) if !self.body_replaced => {
-                let mut out = self.head;
+                let mut out = self.head.into_owned();
                 out.extend_from_slice(&body.raw);
-                (out, Framing::Empty, self.filter)
+                (Cow::Owned(out), Framing::Empty, self.filter)
             }
             Some(body) => {
                 let mut out = with_content_length(&self.head, body.decoded.len());
                 out.extend_from_slice(&body.decoded);
-                (out, Framing::Empty, self.filter)
+                (Cow::Owned(out), Framing::Empty, self.filter)
             }
         }
     }
@@ -295,7 +299,7 @@ mod tests {
         let mut out = Outgoing::new(
             "POST".into(),
             target,
-            head.to_vec(),
+            head,
             Some(Body {
                 raw: b"2\r\n{}\r\n0\r\n\r\n".to_vec(),
                 decoded: b"{}".to_vec(),
@@ -318,7 +322,7 @@ mod tests {
         out.set_target("/containers/create", Some("name=web2"));
         out.set_body(br#"{"Labels":{"a":"b"}}"#.to_vec());
         let (wire, _, _) = out.into_wire(Framing::Chunked);
-        let text = String::from_utf8(wire).unwrap();
+        let text = String::from_utf8(wire.into_owned()).unwrap();
         assert_eq!(
             text,
             "POST /v1.41/containers/create?name=web2 HTTP/1.1\r\nHost: docker\r\nX-A: 1\r\nContent-Length: 20\r\n\r\n{\"Labels\":{\"a\":\"b\"}}"

@@ -243,8 +243,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let ours_head = Head {
         len: ours.len,
-        method: ours.method.clone(),
-        target: ours.target.clone(),
+        method: ours.method.to_string(),
+        target: ours.target(data).to_string(),
         body: ours.body,
     };
     let theirs = strict_head(data);

@@ -10,7 +10,11 @@ fn requests() {
     let text = "GET /v1.41/containers/json?all=1 HTTP/1.1\r\nHost: docker\r\n\r\n";
     let h = req(text).unwrap().unwrap();
     assert_eq!(h.method, "GET");
-    assert_eq!(h.target, "/v1.41/containers/json?all=1");
+    assert_eq!(h.target(text.as_bytes()), "/v1.41/containers/json?all=1");
+    assert!(
+        matches!(h.method, Cow::Borrowed(_)),
+        "a standard method is not copied"
+    );
     assert_eq!(h.body, Framing::Empty);
     assert!(!h.close && !h.upgrade && !h.expect_continue);
     assert_eq!(h.len, text.len());
@@ -376,5 +380,53 @@ fn may_hold_head_finds_exactly_an_empty_line() {
             let want = s.windows(2).any(|w| w == b"\n\n") || s.windows(3).any(|w| w == b"\n\r\n");
             assert_eq!(may_hold_head(&s), want, "{s:?}");
         }
+    }
+}
+
+/// The line-at-a-time check of a request head and the byte-at-a-time one
+/// (which names the first offence) agree on every short mix of the bytes
+/// that matter after each kind of request line.
+#[test]
+fn strict_lines_fast_path_agrees_with_the_exact_walk() {
+    const ALPHABET: &[u8] = b"a :\t\r\n\x01\x7f";
+    let prefixes: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+        b"GET\t/ HTTP/1.1\r\n",
+        b"",
+    ];
+    // The fast path does take the usual heads.
+    assert!(plain_lines(
+        b"GET /x HTTP/1.1\r\nHost: d\r\nA: b\tc\r\n\r\n"
+    ));
+    let mut tail = Vec::new();
+    for len in 0..=5u32 {
+        for n in 0..ALPHABET.len().pow(len) {
+            tail.clear();
+            let mut k = n;
+            for _ in 0..len {
+                tail.push(ALPHABET[k % ALPHABET.len()]);
+                k /= ALPHABET.len();
+            }
+            for p in prefixes {
+                let head = [p, &tail, b"\r\n"].concat();
+                assert_eq!(
+                    strict_lines(&head),
+                    strict_lines_exact(&head),
+                    "{:?}",
+                    String::from_utf8_lossy(&head)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn methods_are_kept_as_sent() {
+    for m in ["GET", "get", "MKCOL", "Delete", "PATCH"] {
+        let text = format!("{m} /x HTTP/1.1\r\n\r\n");
+        let h = req(&text).unwrap().unwrap();
+        assert_eq!(h.method, m);
+        assert_eq!(h.target(text.as_bytes()), "/x");
     }
 }
