@@ -183,8 +183,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn handle(&mut self, head: RequestHead, current: &TenantSpec) -> Step {
-        let method = head.method.clone();
+    async fn handle(&mut self, mut head: RequestHead, current: &TenantSpec) -> Step {
+        // Moved, not copied: the method and path are owned by the request
+        // (and later by its `Outgoing`) and borrowed for the audit line.
+        let method = std::mem::take(&mut head.method);
         self.head_request = method.eq_ignore_ascii_case("HEAD");
         let tenant = self.audit.tenant;
         let target = match policy::normalize(&head.target) {
@@ -199,7 +201,6 @@ impl<'a> Session<'a> {
                 return self.answer(&method, &shown, syn, false).await;
             }
         };
-        let path = target.path.clone();
         let fallback;
         let policy = match current.access.policy() {
             Some(p) => p,
@@ -209,7 +210,9 @@ impl<'a> Session<'a> {
             }
         };
         let inspect = match policy.decide(&method, &target, head.upgrade) {
-            Decision::Deny(reason) => return self.deny(&head, &path, &reason).await,
+            Decision::Deny(reason) => {
+                return self.deny(&head, &method, &target.path, &reason).await
+            }
             Decision::Allow => None,
             Decision::Inspect(kind) => Some(kind),
         };
@@ -226,32 +229,36 @@ impl<'a> Session<'a> {
             match self.client.read_body(head.body, INSPECT_LIMIT as u64).await {
                 Ok(Some(b)) => Some(b),
                 Ok(None) => {
-                    let syn = Synthetic::too_large(tenant, &method, &path, INSPECT_LIMIT);
-                    return self.answer(&method, &path, syn, false).await;
+                    let path = &target.path;
+                    let syn = Synthetic::too_large(tenant, &method, path, INSPECT_LIMIT);
+                    return self.answer(&method, path, syn, false).await;
                 }
-                Err(e) => return self.read_failed(&method, &path, e).await,
+                Err(e) => return self.read_failed(&method, &target.path, e).await,
             }
         } else {
             None
         };
         if let (Some(kind), Some(b)) = (inspect, &body) {
             if let Err(reason) = policy.check_body(kind, &b.decoded, &RealFs) {
-                let mut syn = Synthetic::denied(tenant, &method, &path, &reason);
+                let mut syn = Synthetic::denied(tenant, &method, &target.path, &reason);
                 if head.close {
                     syn = syn.closing();
                 }
-                return self.answer(&method, &path, syn, false).await;
+                return self.answer(&method, &target.path, syn, false).await;
             }
         }
-        let mut out = Outgoing::new(method.clone(), target, head_bytes, body);
-        if let Err(syn) = rewrite::before_forward(current, &mut out).await {
+        let mut out = Outgoing::new(method, target, head_bytes, body);
+        let rewritten = rewrite::before_forward(current, &mut out).await;
+        let path = out.decided_path();
+        let method = out.method();
+        if let Err(syn) = rewritten {
             let syn = if head.close || (!read_whole && head.body != Framing::Empty) {
                 // The body was not read: where the next request starts is unknown.
                 syn.closing()
             } else {
                 syn
             };
-            return self.answer(&method, &path, syn, false).await;
+            return self.answer(method, path, syn, false).await;
         }
         let mut framing = head.body;
         if out.body_replaced() && !read_whole && framing != Framing::Empty {
@@ -259,24 +266,26 @@ impl<'a> Session<'a> {
             match self.client.read_body(framing, INSPECT_LIMIT as u64).await {
                 Ok(Some(_)) => framing = Framing::Empty,
                 Ok(None) => {
-                    let syn = Synthetic::too_large(tenant, &method, &path, INSPECT_LIMIT);
-                    return self.answer(&method, &path, syn, false).await;
+                    let syn = Synthetic::too_large(tenant, method, path, INSPECT_LIMIT);
+                    return self.answer(method, path, syn, false).await;
                 }
-                Err(e) => return self.read_failed(&method, &path, e).await,
+                Err(e) => return self.read_failed(method, path, e).await,
             }
         }
         if let Err(syn) = self.connect().await {
-            return self.answer(&method, &path, syn, false).await;
+            return self.answer(method, path, syn, false).await;
         }
-        let (wire, framing, filter) = out.into_wire(framing);
+        let (wire, framing, filter) = out.take_wire(framing);
+        let path = out.decided_path();
+        let method = out.method();
         self.tenant.metrics().request(RequestOutcome::Forwarded);
         if let Err(e) = self.upstream.send(&wire, self.stats).await {
             let syn = Synthetic::upstream_unavailable(&self.spec.upstream, &e);
-            return self.answer(&method, &path, syn, true).await;
+            return self.answer(method, path, syn, true).await;
         }
         let req = ReqInfo {
-            method: &method,
-            path: &path,
+            method,
+            path,
             is_head: self.head_request,
             swallow_continue,
         };
@@ -307,12 +316,12 @@ impl<'a> Session<'a> {
             Exchanged::Done { .. } => Step::KeepAlive,
             Exchanged::NoResponse(e) => {
                 let syn = Synthetic::upstream_unavailable(&self.spec.upstream, &e);
-                self.answer(&method, &path, syn, true).await
+                self.answer(method, path, syn, true).await
             }
-            Exchanged::Answer(syn) => self.answer(&method, &path, syn, true).await,
+            Exchanged::Answer(syn) => self.answer(method, path, syn, true).await,
             Exchanged::Invalid(what) => {
                 let syn = Synthetic::bad_upstream(&self.spec.upstream, &what);
-                self.answer(&method, &path, syn, true).await
+                self.answer(method, path, syn, true).await
             }
             Exchanged::End(e) => Step::End(e),
         }
@@ -320,7 +329,7 @@ impl<'a> Session<'a> {
 
     /// Refuse a request whose body is still unread: read and drop a small
     /// body to keep the connection, close after a large one.
-    async fn deny(&mut self, head: &RequestHead, path: &str, reason: &str) -> Step {
+    async fn deny(&mut self, head: &RequestHead, method: &str, path: &str, reason: &str) -> Step {
         self.client.skip(head.len);
         let mut close = head.close;
         if head.body != Framing::Empty {
@@ -330,15 +339,15 @@ impl<'a> Session<'a> {
                 match self.client.read_body(head.body, DISCARD_LIMIT).await {
                     Ok(Some(_)) => {}
                     Ok(None) => close = true,
-                    Err(e) => return self.read_failed(&head.method, path, e).await,
+                    Err(e) => return self.read_failed(method, path, e).await,
                 }
             }
         }
-        let mut syn = Synthetic::denied(self.audit.tenant, &head.method, path, reason);
+        let mut syn = Synthetic::denied(self.audit.tenant, method, path, reason);
         if close {
             syn = syn.closing();
         }
-        match self.answer(&head.method, path, syn, false).await {
+        match self.answer(method, path, syn, false).await {
             Step::End(End::Refused(_)) => Step::End(End::Done),
             other => other,
         }

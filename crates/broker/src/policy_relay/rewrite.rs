@@ -36,8 +36,11 @@ pub const FILTER_LIMIT: usize = 16 * 1024 * 1024;
 pub struct Outgoing {
     /// The method as sent.
     method: String,
-    /// The normalized target the policy decided on.
+    /// The normalized target the policy decided on (until [`set_target`](Self::set_target)).
     target: Target,
+    /// The path the policy decided on, once [`set_target`](Self::set_target)
+    /// changed it (the audit line names this one).
+    decided: Option<String>,
     /// The head as it will be forwarded (as received unless rewritten).
     head: Vec<u8>,
     /// The body, when it was read whole (inspected, or [`wants_body`]);
@@ -54,6 +57,7 @@ impl Outgoing {
         Outgoing {
             method,
             target,
+            decided: None,
             head,
             body,
             body_replaced: false,
@@ -69,6 +73,12 @@ impl Outgoing {
     /// The normalized target (path without version prefix, raw query).
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The normalized path the policy decided on, before any
+    /// [`set_target`](Self::set_target): the one the audit line names.
+    pub(super) fn decided_path(&self) -> &str {
+        self.decided.as_deref().unwrap_or(&self.target.path)
     }
 
     /// The values of every header field named `name` (ignoring case), as sent.
@@ -106,7 +116,8 @@ impl Outgoing {
             t.push_str(q);
         }
         self.head = replace_target(&self.head, &t);
-        self.target.path = path.to_string();
+        let before = std::mem::replace(&mut self.target.path, path.to_string());
+        self.decided.get_or_insert(before);
         self.target.query = query.map(str::to_string);
     }
 
@@ -154,18 +165,24 @@ impl Outgoing {
 
     /// The bytes to write to the upstream first, the framing of what follows
     /// from the client (streamed), and the response filter.
-    pub(super) fn into_wire(self, framing: Framing) -> (Vec<u8>, Framing, Option<ResponseFilter>) {
-        match self.body {
-            None => (self.head, framing, self.filter),
+    /// Takes them out: the method and target stay, for the audit line.
+    pub(super) fn take_wire(
+        &mut self,
+        framing: Framing,
+    ) -> (Vec<u8>, Framing, Option<ResponseFilter>) {
+        let head = std::mem::take(&mut self.head);
+        let filter = self.filter.take();
+        match self.body.take() {
+            None => (head, framing, filter),
             Some(body) if !self.body_replaced => {
-                let mut out = self.head;
+                let mut out = head;
                 out.extend_from_slice(&body.raw);
-                (out, Framing::Empty, self.filter)
+                (out, Framing::Empty, filter)
             }
             Some(body) => {
-                let mut out = with_content_length(&self.head, body.decoded.len());
+                let mut out = with_content_length(&head, body.decoded.len());
                 out.extend_from_slice(&body.decoded);
-                (out, Framing::Empty, self.filter)
+                (out, Framing::Empty, filter)
             }
         }
     }
@@ -298,17 +315,26 @@ mod tests {
             head: out.head.clone(),
             method: out.method.clone(),
             target: out.target.clone(),
+            decided: None,
             body_replaced: false,
             filter: None,
         }
-        .into_wire(Framing::Chunked);
+        .take_wire(Framing::Chunked);
         assert_eq!(&wire[..head.len()], &head[..]);
         assert!(wire.ends_with(b"0\r\n\r\n"));
         assert_eq!(framing, Framing::Empty);
 
+        // The audit line keeps naming the path the policy decided on.
+        assert_eq!(out.decided_path(), "/containers/create");
+        out.set_target("/x", None);
+        out.set_target("/y", Some("z=1"));
+        assert_eq!(
+            (out.decided_path(), out.target().path.as_str()),
+            ("/containers/create", "/y")
+        );
         out.set_target("/containers/create", Some("name=web2"));
         out.set_body(br#"{"Labels":{"a":"b"}}"#.to_vec());
-        let (wire, _, _) = out.into_wire(Framing::Chunked);
+        let (wire, _, _) = out.take_wire(Framing::Chunked);
         let text = String::from_utf8(wire).unwrap();
         assert_eq!(
             text,
