@@ -427,6 +427,11 @@ struct Fixture {
 impl Fixture {
     /// A broker with `tenants` (name, extra YAML) in front of a fake engine.
     fn start(tenants: &[(&str, &str)]) -> Fixture {
+        Fixture::start_logging(tenants, "json")
+    }
+
+    /// [`Fixture::start`] with `--log-format format`.
+    fn start_logging(tenants: &[(&str, &str)], format: &str) -> Fixture {
         let dir = scratch();
         let engine = FakeEngine::start(&dir.path().join("engine.sock"));
         let config = dir.path().join("sockbroker.yaml");
@@ -443,7 +448,7 @@ impl Fixture {
                     config_yaml(dir.path(), &engine.path, &refs)
                 )
             },
-            &["--log-format", "json"],
+            &["--log-format", format],
             &[],
         );
         for (n, _) in &refs {
@@ -1429,4 +1434,57 @@ fn a_go_engine_reads_what_the_broker_accepted() {
         forwarded > 100,
         "only {forwarded} requests reached the Go engine"
     );
+}
+
+/// A request's audit line, as the real binary writes it in both formats:
+/// every field, in order, with its exact text (docs/operations.md; the
+/// message is written without `format_args!` and the lines by a writer
+/// thread of the broker's own, docs/decisions.md "Logging": this pins the
+/// result).
+#[test]
+fn audit_line_of_a_request_in_text_and_json() {
+    let (pid, uid, gid) = (
+        std::process::id(),
+        nix::unistd::geteuid(),
+        nix::unistd::getegid(),
+    );
+    for format in ["text", "json"] {
+        let f = Fixture::start_logging(&[("ro", "access: read-only")], format);
+        let mut c = f.client("ro");
+        assert_eq!(c.call(&get("/v1.41/_ping")).status, 200);
+        let r = c.call(&post("/v1.41/containers/create", "{}"));
+        assert_eq!(r.status, 403);
+        f.b.wait_log("containers/create");
+        let logs = f.b.logs();
+        let lines: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("request allowed: ") || l.contains("request denied: "))
+            .collect();
+        assert_eq!(lines.len(), 2, "{logs}");
+        for (line, (verdict, method, path, status, reason)) in lines.into_iter().zip([
+            ("allowed", "GET", "/_ping", 200, ""),
+            ("denied", "POST", "/containers/create", 403, "read-only"),
+        ]) {
+            let message = format!("request {verdict}: {method} {path} -> {status}");
+            let expected = if format == "json" {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let time = v["timestamp"].as_str().unwrap();
+                format!(
+                    "{{\"timestamp\":\"{time}\",\"level\":\"INFO\",\
+                     \"message\":\"{message}\",\"tenant\":\"ro\",\
+                     \"pid\":{pid},\"uid\":{uid},\"gid\":{gid},\"method\":\"{method}\",\
+                     \"path\":\"{path}\",\"verdict\":\"{verdict}\",\"status\":{status},\
+                     \"reason\":\"{reason}\",\"target\":\"sockbroker::policy_relay::synthetic\"}}"
+                )
+            } else {
+                format!(
+                    "{}  INFO sockbroker::policy_relay::synthetic: {message} tenant=ro \
+                     pid={pid} uid={uid} gid={gid} method={method} path={path} \
+                     verdict=\"{verdict}\" status={status} reason=\"{reason}\"",
+                    &line[..27]
+                )
+            };
+            assert_eq!(line, expected);
+        }
+    }
 }
