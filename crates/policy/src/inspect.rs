@@ -123,7 +123,7 @@ pub fn check(
         // Nothing asked for (e.g. a plain start); the engine fills in defaults.
         return Ok(());
     }
-    let tree: Json = serde_json::from_slice(body)
+    let tree: Json<'_> = serde_json::from_slice(body)
         .map_err(|e| format!("{} body is not a JSON value: {e}", kind.as_str()))?;
     let ctx = Ctx {
         bind_allow,
@@ -157,7 +157,7 @@ pub fn check(
             Ok(())
         }
         BodyKind::VolumeCreate => {
-            let drivers: Vec<&Json> = tree.fields("Driver").collect();
+            let drivers: Vec<&Json<'_>> = tree.fields("Driver").collect();
             for opts in tree.fields("DriverOpts") {
                 ctx.volume_options(&drivers, opts, "volume")?;
             }
@@ -184,7 +184,7 @@ const MAX_PATH_DEPTH: usize = 128;
 
 impl Ctx<'_> {
     /// The HostConfig fields that take a container out of its user namespace.
-    fn host_config(&self, hc: &Json) -> Result<(), String> {
+    fn host_config(&self, hc: &Json<'_>) -> Result<(), String> {
         if hc.fields("Privileged").any(Json::is_true) {
             return Err("Privileged".into());
         }
@@ -229,7 +229,7 @@ impl Ctx<'_> {
         for v in hc.fields("Runtime") {
             let ok = match v {
                 Json::Null => true,
-                Json::String(r) => RUNTIMES.contains(&r.as_str()),
+                Json::String(r) => RUNTIMES.contains(&r.as_ref()),
                 _ => false,
             };
             if !ok {
@@ -238,7 +238,7 @@ impl Ctx<'_> {
         }
         for v in hc.fields("SecurityOpt") {
             // A StrSlice-like list; anything but strings is refused too.
-            let opts: Vec<&Json> = match v {
+            let opts: Vec<&Json<'_>> = match v {
                 Json::Null => Vec::new(),
                 Json::Array(items) => items.iter().collect(),
                 other => vec![other],
@@ -271,7 +271,7 @@ impl Ctx<'_> {
         }
         // The default driver for volumes this container creates (`Binds` names,
         // `Mounts` without a driver name).
-        let default_drivers: Vec<&Json> = hc.fields("VolumeDriver").collect();
+        let default_drivers: Vec<&Json<'_>> = hc.fields("VolumeDriver").collect();
         for v in hc.fields("Mounts") {
             for m in v.items() {
                 let types: Vec<&str> = m.fields("Type").filter_map(Json::as_str).collect();
@@ -282,7 +282,7 @@ impl Ctx<'_> {
                 }
                 for vo in m.fields("VolumeOptions") {
                     for dc in vo.fields("DriverConfig") {
-                        let mut drivers: Vec<&Json> = dc.fields("Name").collect();
+                        let mut drivers: Vec<&Json<'_>> = dc.fields("Name").collect();
                         if drivers.iter().all(|d| d.is_empty()) {
                             drivers.extend(&default_drivers);
                         }
@@ -299,7 +299,12 @@ impl Ctx<'_> {
     /// A volume's driver options. A plugin driver's options mean what the
     /// plugin makes of them (some take a host path): with any driver but
     /// `local` they must be empty. For `local` see [`Ctx::local_options`].
-    fn volume_options(&self, drivers: &[&Json], opts: &Json, what: &str) -> Result<(), String> {
+    fn volume_options(
+        &self,
+        drivers: &[&Json<'_>],
+        opts: &Json<'_>,
+        what: &str,
+    ) -> Result<(), String> {
         let plugin = drivers.iter().find(|d| match d {
             Json::Null => false,
             Json::String(name) => !name.is_empty() && name != "local",
@@ -329,7 +334,7 @@ impl Ctx<'_> {
     ///   reads them: backslash escapes removed, `lowerdir` split at unescaped
     ///   `:` ([`overlay_paths`]). An escaped comma (`\,`) is refused: the
     ///   engine splits flags at every comma, the kernel not at that one.
-    fn local_options(&self, opts: &Json, what: &str) -> Result<(), String> {
+    fn local_options(&self, opts: &Json<'_>, what: &str) -> Result<(), String> {
         let types: Vec<&str> = opts.fields("type").filter_map(Json::as_str).collect();
         let data: Vec<&str> = opts.fields("o").filter_map(Json::as_str).collect();
         let flags: Vec<&str> = data.iter().flat_map(|o| o.split(',')).collect();

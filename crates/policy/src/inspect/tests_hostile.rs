@@ -121,3 +121,27 @@ fn checkpoint_directories_are_refused() {
     assert!(cp(r#"{"CheckpointID":"c1","CheckpointDir":"/etc"}"#).is_err());
     assert!(cp(r#"{"CheckpointID":"c1","checkpointdir":"/root"}"#).is_err());
 }
+
+/// Keys and strings with JSON escapes are read unescaped (the engine's
+/// decoder does the same), although escape-free ones are borrowed from the
+/// body rather than copied.
+#[test]
+fn escaped_keys_and_strings_are_read_unescaped() {
+    denied(
+        r#"{"Image":"x","Host\u0043onfig":{"Privil\u0065ged":true}}"#,
+        "Privileged",
+    );
+    denied(
+        r#"{"Image":"x","HostConfig":{"\u0042inds":["/\u0065tc:/mnt"]}}"#,
+        "/etc",
+    );
+    // A folding character written as an escape still folds.
+    denied(
+        r#"{"Image":"x","HostConfig":{"Privileged":false,"Privileged":false,"\u017fecurityOpt":["seccomp=unconfined"]}}"#,
+        "seccomp",
+    );
+    assert_eq!(
+        create(r#"{"Image":"x","HostConfig":{"Binds":["\u0077ebdata:/data"]}}"#),
+        Ok(())
+    );
+}

@@ -46,7 +46,7 @@ pub fn stamp(kind: CreateKind, body: &[u8], tenant: &str) -> Result<Vec<u8>, Bod
     let trimmed = body.iter().all(u8::is_ascii_whitespace);
     let body: &[u8] = if trimmed { b"{}" } else { body };
     // The tree that keeps repeated keys, to find them.
-    let tree: Json = serde_json::from_slice(body)
+    let tree: Json<'_> = serde_json::from_slice(body)
         .map_err(|e| BodyError(format!("{what} body is not JSON: {e}")))?;
     if let Some(key) = repeated_key(&tree) {
         return Err(BodyError(format!(
@@ -177,13 +177,13 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// The first key repeated (exactly) within one object, anywhere in the tree.
-fn repeated_key(tree: &Json) -> Option<String> {
+fn repeated_key(tree: &Json<'_>) -> Option<String> {
     match tree {
         Json::Object(members) => {
             let mut seen = std::collections::HashSet::new();
             for (k, v) in members {
-                if !seen.insert(k.as_str()) {
-                    return Some(k.clone());
+                if !seen.insert(k.as_ref()) {
+                    return Some(k.to_string());
                 }
                 if let Some(r) = repeated_key(v) {
                     return Some(r);
@@ -216,7 +216,7 @@ pub fn references(body: &[u8]) -> Result<Vec<Reference>, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let tree: Json = serde_json::from_slice(body)
+    let tree: Json<'_> = serde_json::from_slice(body)
         .map_err(|e| BodyError(format!("container create body is not JSON: {e}")))?;
     let mut out = Vec::new();
     let mut add = |kind, name: &str, field| {
@@ -230,7 +230,7 @@ pub fn references(body: &[u8]) -> Result<Vec<Reference>, BodyError> {
         }
     };
     // The top level is read as a HostConfig too (deprecated embedded form).
-    let host_configs: Vec<&Json> = std::iter::once(&tree)
+    let host_configs: Vec<&Json<'_>> = std::iter::once(&tree)
         .chain(tree.fields("HostConfig"))
         .collect();
     for hc in &host_configs {
@@ -446,7 +446,7 @@ pub fn endpoint_network_ids(body: &[u8]) -> Result<Vec<String>, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let tree: Json =
+    let tree: Json<'_> =
         serde_json::from_slice(body).map_err(|e| BodyError(format!("body is not JSON: {e}")))?;
     let create = tree
         .fields("NetworkingConfig")
@@ -460,7 +460,7 @@ pub fn endpoint_network_ids(body: &[u8]) -> Result<Vec<String>, BodyError> {
         .chain(connect)
         .flat_map(|ep| ep.fields("NetworkID"))
         .filter_map(|v| match v {
-            Json::String(s) if !s.is_empty() => Some(s.clone()),
+            Json::String(s) if !s.is_empty() => Some(s.to_string()),
             _ => None,
         })
         .collect();
@@ -471,12 +471,12 @@ pub fn endpoint_network_ids(body: &[u8]) -> Result<Vec<String>, BodyError> {
 
 /// The container a network connect/disconnect body names (`Container`).
 pub fn attach_container(body: &[u8]) -> Result<Vec<String>, BodyError> {
-    let tree: Json = serde_json::from_slice(body)
+    let tree: Json<'_> = serde_json::from_slice(body)
         .map_err(|e| BodyError(format!("network connect body is not JSON: {e}")))?;
     let names: Vec<String> = tree
         .fields("Container")
         .filter_map(|v| match v {
-            Json::String(s) => Some(s.clone()),
+            Json::String(s) => Some(s.to_string()),
             _ => None,
         })
         .collect();
@@ -488,7 +488,7 @@ pub fn attach_container(body: &[u8]) -> Result<Vec<String>, BodyError> {
 
 /// The containers a network connect body links to (`EndpointConfig.Links`).
 pub fn attach_links(body: &[u8]) -> Result<Vec<String>, BodyError> {
-    let tree: Json = serde_json::from_slice(body)
+    let tree: Json<'_> = serde_json::from_slice(body)
         .map_err(|e| BodyError(format!("network connect body is not JSON: {e}")))?;
     let mut out: Vec<String> = tree
         .fields("EndpointConfig")
@@ -509,7 +509,7 @@ pub fn attach_links(body: &[u8]) -> Result<Vec<String>, BodyError> {
 /// ID (the body is re-serialized; it has one `Container` key, checked by the
 /// caller with [`attach_container`]).
 pub fn attach_with_id(body: &[u8], id: &str) -> Result<Vec<u8>, BodyError> {
-    let tree: Json = serde_json::from_slice(body)
+    let tree: Json<'_> = serde_json::from_slice(body)
         .map_err(|e| BodyError(format!("network connect body is not JSON: {e}")))?;
     if let Some(key) = repeated_key(&tree) {
         return Err(BodyError(format!(
