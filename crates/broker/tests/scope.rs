@@ -201,6 +201,12 @@ fn scene() -> Scene {
 
 fn connect(tenant: &Arc<TenantShared>) -> Client {
     let (client, server) = UnixStream::pair().unwrap();
+    serve_on(tenant, server);
+    Client::new(client)
+}
+
+/// The tenant's policy relay serving `server`, as a task.
+fn serve_on(tenant: &Arc<TenantShared>, server: UnixStream) {
     let t = tenant.clone();
     tokio::spawn(async move {
         let me = Peer {
@@ -217,7 +223,6 @@ fn connect(tenant: &Arc<TenantShared>) -> Client {
         )
         .await;
     });
-    Client::new(client)
 }
 
 #[tokio::test]
@@ -497,22 +502,7 @@ async fn encoded_names_big_bodies_and_a_rescope_on_an_open_connection() {
     // A create body too large to stamp is refused, not forwarded unstamped.
     let big = format!(r#"{{"Image":"x","Env":["{}"]}}"#, "x".repeat(1100 * 1024));
     let (client, server) = UnixStream::pair().unwrap();
-    let t = s.tenant.clone();
-    tokio::spawn(async move {
-        let me = Peer {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        policy_relay::serve(
-            &t,
-            read_registered(server),
-            me,
-            CancellationToken::new(),
-            Instant::now(),
-        )
-        .await;
-    });
+    serve_on(&s.tenant, server);
     let (mut r, mut w) = client.into_split();
     let req = post("/v1.41/containers/create", &big);
     // The broker answers before the body is all sent, then lingers (reading

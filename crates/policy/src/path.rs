@@ -22,8 +22,8 @@
 //! deny rules than the engine would route it to; where the engine would not
 //! route the normalized form at all, forwarding it is harmless (a 404/301).
 //!
-//! The common target needs none of this (no `%`, no empty, `.` or `..`
-//! segment, no trailing `/`): its [`Target`] borrows the path (after the
+//! The common target needs none of this (printable ASCII, no `%`, no empty,
+//! `.` or `..` segment, no trailing `/`): its [`Target`] borrows the path (after the
 //! version prefixes), the version and the query from it, allocating nothing.
 //! The owned reference it must agree with is kept in the crate's
 //! `equivalence` tests.
@@ -100,16 +100,12 @@ pub fn normalize(target: &str) -> Result<Target<'_>, TargetError> {
         if has_control(raw_path) {
             return Err(TargetError::ControlCharacter);
         }
-        let (path, api_version) = match canonical(raw_path) {
-            Some((path, version)) => (Cow::Borrowed(path), version.map(Cow::Borrowed)),
-            None => {
-                let (path, version) = clean(raw_path);
-                (Cow::Owned(path), version.map(|v| Cow::Owned(v.to_string())))
-            }
-        };
+        // (Not `plain`: non-ASCII characters, or segments to clean; rare
+        // enough to build the path.)
+        let (path, version) = clean(raw_path);
         return Ok(Target {
-            path,
-            api_version,
+            path: Cow::Owned(path),
+            api_version: version.map(|v| Cow::Owned(v.to_string())),
             query,
         });
     }
@@ -175,34 +171,6 @@ fn plain(target: &str) -> Option<Target<'_>> {
 fn has_control(path: &str) -> bool {
     path.bytes().any(|b| b < 0x20 || b == 0x7f)
         || (!path.is_ascii() && path.chars().any(char::is_control))
-}
-
-/// A path that is already canonical but for its version prefixes: the path
-/// without them (a suffix of `path`, or `/`) and the first one's version,
-/// both borrowed. `None`: it has empty, `.` or `..` segments or a trailing
-/// `/`, and needs [`clean`].
-fn canonical(path: &str) -> Option<(&str, Option<&str>)> {
-    if path == "/" {
-        return Some(("/", None));
-    }
-    let mut version = None;
-    // Byte offset of the first segment that is not a version prefix.
-    let mut rest = None;
-    let mut at = 1;
-    for seg in path[1..].split('/') {
-        if matches!(seg, "" | "." | "..") {
-            return None;
-        }
-        if rest.is_none() {
-            if super::path_is_version(seg) {
-                version.get_or_insert(&seg[1..]);
-            } else {
-                rest = Some(at);
-            }
-        }
-        at += seg.len() + 1;
-    }
-    Some((rest.map_or("/", |r| &path[r - 1..]), version))
 }
 
 /// The general case: drop empty and `.` segments, apply `..`, remove the

@@ -544,46 +544,9 @@ mod tests {
     use super::*;
     use crate::tenant::Peer;
 
-    async fn filtered(response: &[u8], is_head: bool, filter: ResponseFilter) -> (Vec<u8>, bool) {
-        let metrics = crate::metrics::Metrics::new().tenant("t");
-        let stats = Stats::new(metrics);
-        let audit = Audit {
-            tenant: "t",
-            peer: Peer {
-                pid: 0,
-                uid: 0,
-                gid: 0,
-            },
-        };
-        let req = ReqInfo {
-            method: "GET",
-            path: "/system/df",
-            is_head,
-            swallow_continue: false,
-        };
-        let mut ur = response;
-        let mut out = Vec::new();
-        let mut ubuf = BytesMut::new();
-        let r = relay_response(
-            &mut ur,
-            &mut out,
-            &mut ubuf,
-            &req,
-            Some(filter),
-            &stats,
-            &audit,
-        )
-        .await;
-        match r {
-            Exchanged::Done { close, .. } => (out, close),
-            Exchanged::Answer(s) => (s.render(false), true),
-            Exchanged::Invalid(w) => (w.into_bytes(), true),
-            _ => panic!("unexpected end"),
-        }
-    }
-
-    /// The upstream's bytes, one piece per read.
-    struct Pieces(std::collections::VecDeque<&'static [u8]>);
+    /// The upstream's bytes, one piece per read (a piece larger than the
+    /// read buffer's room is handed out over several reads).
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
 
     impl AsyncRead for Pieces {
         fn poll_read(
@@ -591,8 +554,12 @@ mod tests {
             _: &mut std::task::Context<'_>,
             buf: &mut tokio::io::ReadBuf<'_>,
         ) -> std::task::Poll<io::Result<()>> {
-            if let Some(p) = self.0.pop_front() {
-                buf.put_slice(p);
+            if let Some(mut p) = self.0.pop_front() {
+                let n = p.len().min(buf.remaining());
+                buf.put_slice(&p[..n]);
+                if n < p.len() {
+                    self.0.push_front(p.split_off(n));
+                }
             }
             std::task::Poll::Ready(Ok(()))
         }
@@ -625,11 +592,14 @@ mod tests {
         }
     }
 
-    /// Relay `pieces` as the response to a GET: the client's writes, whether
-    /// the exchange completed, and what stayed in the buffer.
-    async fn writes_of(pieces: &[&'static [u8]]) -> (Vec<String>, bool, BytesMut) {
-        let metrics = crate::metrics::Metrics::new().tenant("t");
-        let stats = Stats::new(metrics);
+    /// Relay `pieces` (one per read) as the response to a `GET` (or `HEAD`):
+    /// the client's writes, how the exchange ended, what stayed in the buffer.
+    async fn relayed(
+        pieces: impl IntoIterator<Item = Vec<u8>>,
+        is_head: bool,
+        filter: Option<ResponseFilter>,
+    ) -> (Vec<Vec<u8>>, Exchanged, BytesMut) {
+        let stats = Stats::new(crate::metrics::Metrics::new().tenant("t"));
         let audit = Audit {
             tenant: "t",
             peer: Peer {
@@ -640,16 +610,32 @@ mod tests {
         };
         let req = ReqInfo {
             method: "GET",
-            path: "/_ping",
-            is_head: false,
+            path: "/system/df",
+            is_head,
             swallow_continue: false,
         };
-        let mut ur = Pieces(pieces.iter().copied().collect());
+        let mut ur = Pieces(pieces.into_iter().collect());
         let mut out = Writes::default();
         let mut ubuf = BytesMut::new();
-        let r = relay_response(&mut ur, &mut out, &mut ubuf, &req, None, &stats, &audit).await;
-        let writes = out
-            .0
+        let r = relay_response(&mut ur, &mut out, &mut ubuf, &req, filter, &stats, &audit).await;
+        (out.0, r, ubuf)
+    }
+
+    async fn filtered(response: &[u8], is_head: bool, filter: ResponseFilter) -> (Vec<u8>, bool) {
+        let (writes, r, _) = relayed([response.to_vec()], is_head, Some(filter)).await;
+        match r {
+            Exchanged::Done { close, .. } => (writes.concat(), close),
+            Exchanged::Answer(s) => (s.render(false), true),
+            Exchanged::Invalid(w) => (w.into_bytes(), true),
+            _ => panic!("unexpected end"),
+        }
+    }
+
+    /// The client's writes as text, whether the exchange completed, and what
+    /// stayed in the buffer.
+    async fn writes_of(pieces: &[&[u8]]) -> (Vec<String>, bool, BytesMut) {
+        let (writes, r, ubuf) = relayed(pieces.iter().map(|p| p.to_vec()), false, None).await;
+        let writes = writes
             .into_iter()
             .map(|w| String::from_utf8(w).unwrap())
             .collect();
@@ -744,54 +730,22 @@ mod tests {
         assert!(String::from_utf8(out).unwrap().contains("to filter"));
     }
 
-    /// A reader that hands out one byte per read.
-    struct Trickle<'a>(&'a [u8]);
-
-    impl AsyncRead for Trickle<'_> {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &mut tokio::io::ReadBuf<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            if let Some((&b, rest)) = self.0.split_first() {
-                buf.put_slice(&[b]);
-                self.0 = rest;
-            }
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
     /// Each head is found when its empty line arrives, although only the
     /// new bytes (and the three before them) are searched on each read.
     #[tokio::test]
     async fn a_head_arriving_a_byte_at_a_time_is_found() {
-        let stats = Stats::new(crate::metrics::Metrics::new().tenant("t"));
-        let audit = Audit {
-            tenant: "t",
-            peer: Peer {
-                pid: 0,
-                uid: 0,
-                gid: 0,
-            },
-        };
-        let req = ReqInfo {
-            method: "GET",
-            path: "/_ping",
-            is_head: false,
-            swallow_continue: false,
-        };
         for response in [
             &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"[..],
             b"HTTP/1.1 200 OK\nContent-Length: 2\n\nOK",
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nOK",
         ] {
-            let (mut ur, mut out, mut ubuf) = (Trickle(response), Vec::new(), BytesMut::new());
-            let r = relay_response(&mut ur, &mut out, &mut ubuf, &req, None, &stats, &audit).await;
+            let bytes = response.iter().map(|&b| vec![b]);
+            let (writes, r, _) = relayed(bytes, false, None).await;
             assert!(
                 matches!(r, Exchanged::Done { close: false, .. }),
                 "{response:?}"
             );
-            assert_eq!(out, response);
+            assert_eq!(writes.concat(), response);
         }
     }
 }
