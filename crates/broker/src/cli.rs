@@ -39,6 +39,16 @@ pub fn main() -> ExitCode {
                 debounce,
                 subids: SubIdFiles::from_env(),
             };
+            // The data path's own threads first (a single-threaded runtime
+            // per core, `workers`), then the control plane's runtime.
+            let workers = match crate::workers::Workers::start(crate::workers::default_count()) {
+                Ok(w) => crate::workers::install(w),
+                Err(e) => {
+                    crate::logging::flush();
+                    eprintln!("sockbroker: cannot start the data-path threads: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -51,6 +61,9 @@ pub fn main() -> ExitCode {
                 }
             };
             let result = rt.block_on(daemon::run(opts));
+            // The daemon has drained its connections; what is left on the
+            // workers (nothing, or connections past the drain) ends here.
+            workers.stop();
             // Tasks still running log as the runtime drops; then every queued
             // line is written before the process ends.
             drop(rt);

@@ -16,10 +16,13 @@
 //! policy go through [`policy_relay`] (HTTP/1.1-aware) instead of the byte relay,
 //! deciding each request with [`policy`].
 // `unsafe` is denied everywhere except `handover` (descriptor passing, which
-// the standard library cannot express safely; the module explains each use).
+// the standard library cannot express safely; the module explains each use)
+// and `alloc_trim` (one call of glibc's `malloc_trim`).
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+#[allow(unsafe_code)]
+mod alloc_trim;
 mod backoff;
 pub mod cli;
 pub mod config;
@@ -43,3 +46,4 @@ pub mod tenants_api;
 pub mod text_table;
 pub mod upstream;
 pub mod watch;
+pub mod workers;

@@ -17,6 +17,7 @@ use crate::config::TenantSpec;
 use crate::metrics::Reject;
 use crate::socket::SocketFile;
 use crate::tenant::{Peer, TenantShared};
+use crate::workers::Workers;
 
 /// One bound socket with its accept loop and the connections it accepted.
 /// Retiring it (removal, move, shutdown) stops accepting, unlinks the socket
@@ -49,7 +50,17 @@ impl ListenerHandle {
         // (`ReadRegistered`: no wake-up each time a peer drains what the
         // relay wrote, docs/performance.md); the policy relay hands them
         // to tokio as usual.
-        let listener = Arc::new(Listener::new(listener)?);
+        // With the data-path workers installed (`sockbroker run`), the
+        // listener is registered with one worker's runtime and its accept
+        // loop runs there; in-process tests use the caller's runtime.
+        let worker = crate::workers::installed().map(|w| {
+            let (index, handle) = w.for_listener();
+            (w, index, handle.clone())
+        });
+        let listener = {
+            let _in_worker = worker.as_ref().map(|(_, _, h)| h.enter());
+            Arc::new(Listener::new(listener)?)
+        };
         let h = ListenerHandle {
             socket,
             stop_accept: CancellationToken::new(),
@@ -57,13 +68,18 @@ impl ListenerHandle {
             conns: TaskTracker::new(),
             listener: listener.clone(),
         };
-        tokio::spawn(accept_loop(
+        let accepting = accept_loop(
             tenant,
             listener,
             h.stop_accept.clone(),
             h.kill.clone(),
             h.conns.clone(),
-        ));
+            worker.as_ref().map(|&(w, index, _)| (w, index)),
+        );
+        match &worker {
+            Some((_, _, handle)) => handle.spawn(accepting),
+            None => tokio::spawn(accepting),
+        };
         Ok(h)
     }
 
@@ -213,6 +229,7 @@ async fn accept_loop(
     stop: CancellationToken,
     kill: Arc<Kill>,
     conns: TaskTracker,
+    worker: Option<(&'static Workers, usize)>,
 ) {
     let mut backoff = ACCEPT_BACKOFF;
     // Made once: a waiter registered and removed per accepted connection
@@ -248,7 +265,24 @@ async fn accept_loop(
                 // changes stage (five copies per connection: a fifth of the
                 // broker's instructions in the connection-rate bench,
                 // docs/performance.md). A box is moved as a pointer.
-                conns.spawn(Box::pin(serve(generation, stream)));
+                let connection = Box::pin(serve(generation, stream));
+                match worker {
+                    // Served on this worker unless it is clearly busier
+                    // than another (`Workers::place`).
+                    Some((workers, here)) => {
+                        let (placed, handle) = workers.place(here);
+                        conns.spawn_on(
+                            async move {
+                                let _placed = placed;
+                                connection.await
+                            },
+                            handle,
+                        );
+                    }
+                    None => {
+                        conns.spawn(connection);
+                    }
+                }
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 let pause = backoff.next_pause();

@@ -1,0 +1,269 @@
+//! The data path's threads: one single-threaded tokio runtime per core.
+//!
+//! Each tenant listener's accept loop lives on one of them (round-robin), and
+//! a connection it accepts is served on the same thread unless that thread
+//! already serves clearly more connections than another one. So a connection
+//! usually never crosses threads: its sockets are registered with the
+//! thread's own event loop, its wake-ups run there, and nothing is stolen by
+//! or handed to another worker, as in the floor relay
+//! (docs/performance.md "How close any relay gets"). The control plane
+//! (config, reload, metrics, health) keeps the main runtime.
+//!
+//! `sockbroker run` starts the workers ([`Workers::start`]) and installs them
+//! for the process ([`install`]); without them (tests that run listeners
+//! in-process) listeners and their connections run on the caller's runtime.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+/// How many more connections a worker serves than the least busy one before
+/// the next connection it accepts goes there instead. Above one, so that a
+/// client that closes a connection and at once opens the next (both seen in
+/// one wake-up, the old one still counted) stays on its thread.
+const IMBALANCE: usize = 2;
+
+/// After this many connections, the next quiet moment gives free heap
+/// memory back to the system ([`crate::alloc_trim`]).
+const TRIM_AFTER: usize = 1000;
+
+/// A quiet moment: no new connection on any worker for this long.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The data-path workers: their runtimes and how many connections each serves.
+pub struct Workers {
+    workers: Vec<Worker>,
+    /// The worker the next listener goes to.
+    next_listener: AtomicUsize,
+    stop: CancellationToken,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Connections placed since memory was last given back.
+    since_trim: AtomicUsize,
+    /// A task waits for a quiet moment to give memory back.
+    trim_pending: AtomicBool,
+}
+
+struct Worker {
+    handle: Handle,
+    /// Connections being served on this worker.
+    load: AtomicUsize,
+}
+
+/// One worker's share of a connection: counted while it is served.
+pub struct Placed {
+    workers: &'static Workers,
+    index: usize,
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        let workers = self.workers;
+        let worker = &workers.workers[self.index];
+        let was = worker.load.fetch_sub(1, Ordering::Relaxed);
+        // This worker went idle after many connections: once no connection
+        // arrives for a moment, the burst's memory goes back.
+        if was == 1
+            && workers.since_trim.load(Ordering::Relaxed) >= TRIM_AFTER
+            && !workers.trim_pending.swap(true, Ordering::Relaxed)
+        {
+            // On the worker's own handle: a connection dropped while its
+            // runtime shuts down spawns nothing.
+            worker.handle.spawn(workers.trim_when_quiet());
+        }
+    }
+}
+
+static WORKERS: OnceLock<&'static Workers> = OnceLock::new();
+
+/// The process's data-path workers, once [`install`]ed.
+pub fn installed() -> Option<&'static Workers> {
+    WORKERS.get().copied()
+}
+
+/// Make `workers` the process's data path (once; later calls are ignored).
+pub fn install(workers: Workers) -> &'static Workers {
+    WORKERS.get_or_init(|| Box::leak(Box::new(workers)))
+}
+
+/// How many workers `sockbroker run` starts: `TOKIO_WORKER_THREADS` when set
+/// (as tokio's own runtimes read it), else one per core.
+pub fn default_count() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+impl Workers {
+    /// Start `count` worker threads, each running a single-threaded runtime
+    /// until [`Workers::stop`].
+    pub fn start(count: usize) -> io::Result<Workers> {
+        let stop = CancellationToken::new();
+        // Threads already started end if a later one cannot start.
+        let stop_on_error = stop.clone().drop_guard();
+        let mut workers = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for i in 0..count.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            workers.push(Worker {
+                handle: rt.handle().clone(),
+                load: AtomicUsize::new(0),
+            });
+            let stop = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("sockbroker-data-{i}"))
+                .spawn(move || {
+                    rt.block_on(stop.cancelled());
+                    // Dropping the runtime drops what is still spawned on it.
+                })?;
+            threads.push(thread);
+        }
+        stop_on_error.disarm();
+        Ok(Workers {
+            workers,
+            next_listener: AtomicUsize::new(0),
+            stop,
+            threads: std::sync::Mutex::new(threads),
+            since_trim: AtomicUsize::new(0),
+            trim_pending: AtomicBool::new(false),
+        })
+    }
+
+    /// Wait until no connection arrived for [`QUIET`], then give free heap
+    /// memory back (at most once per [`TRIM_AFTER`] connections).
+    async fn trim_when_quiet(&'static self) {
+        loop {
+            let seen = self.since_trim.load(Ordering::Relaxed);
+            tokio::time::sleep(QUIET).await;
+            if self.since_trim.load(Ordering::Relaxed) == seen {
+                break;
+            }
+        }
+        self.since_trim.store(0, Ordering::Relaxed);
+        let released = crate::alloc_trim::trim();
+        tracing::debug!(
+            released,
+            "gave free heap memory back after a burst of connections"
+        );
+        self.trim_pending.store(false, Ordering::Relaxed);
+    }
+
+    /// Stop every worker and wait for its thread. Connections still open
+    /// are dropped (closed); the daemon drains them before it calls this.
+    pub fn stop(&self) {
+        self.stop.cancel();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// The worker for a new listener (round-robin) and its runtime.
+    pub fn for_listener(&self) -> (usize, &Handle) {
+        let i = self.next_listener.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        (i, &self.workers[i].handle)
+    }
+
+    /// Where a connection accepted on worker `here` is served: `here`
+    /// unless it serves [`IMBALANCE`] or more connections above the least
+    /// busy worker. The returned share counts the connection until dropped.
+    pub fn place(&'static self, here: usize) -> (Placed, &'static Handle) {
+        let load = |i: usize| self.workers[i].load.load(Ordering::Relaxed);
+        let mut index = here;
+        let mine = load(here);
+        if mine >= IMBALANCE {
+            let (least, least_load) = (0..self.workers.len())
+                .map(|i| (i, load(i)))
+                .min_by_key(|&(_, l)| l)
+                .unwrap_or((here, mine));
+            if mine >= least_load + IMBALANCE {
+                index = least;
+            }
+        }
+        self.workers[index].load.fetch_add(1, Ordering::Relaxed);
+        self.since_trim.fetch_add(1, Ordering::Relaxed);
+        (
+            Placed {
+                workers: self,
+                index,
+            },
+            &self.workers[index].handle,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loads(w: &Workers) -> Vec<usize> {
+        w.workers
+            .iter()
+            .map(|w| w.load.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    #[test]
+    fn a_connection_stays_on_its_worker_until_that_one_is_clearly_busier() {
+        let w: &'static Workers = Box::leak(Box::new(Workers::start(3).unwrap()));
+        let on = |p: &Placed| p.index;
+        // Worker 1 accepts: the first two stay there (one closing while the
+        // next arrives must not move the next).
+        let a = w.place(1).0;
+        let b = w.place(1).0;
+        assert_eq!((on(&a), on(&b)), (1, 1));
+        assert_eq!(loads(w), [0, 2, 0]);
+        // Two above the least busy: the next goes to the least busy (the
+        // first of equals), the one after that too, then back to 1.
+        let c = w.place(1).0;
+        assert_eq!(on(&c), 0);
+        let d = w.place(1).0;
+        assert_eq!(on(&d), 2);
+        let e = w.place(1).0;
+        assert_eq!(on(&e), 1);
+        assert_eq!(loads(w), [1, 3, 1]);
+        // Ending connections give their share back.
+        drop((a, b, e));
+        assert_eq!(loads(w), [1, 0, 1]);
+        let f = w.place(1).0;
+        assert_eq!(on(&f), 1);
+        drop((c, d, f));
+        assert_eq!(loads(w), [0, 0, 0]);
+        w.stop();
+    }
+
+    #[test]
+    fn listeners_go_round_robin_and_workers_run_tasks_until_stopped() {
+        let w = Workers::start(2).unwrap();
+        let picks: Vec<usize> = (0..5).map(|_| w.for_listener().0).collect();
+        assert_eq!(picks, [0, 1, 0, 1, 0]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..2 {
+            let tx = tx.clone();
+            w.workers[i].handle.spawn(async move {
+                tx.send(std::thread::current().name().map(str::to_owned))
+                    .unwrap();
+            });
+        }
+        let mut names: Vec<_> = (0..2)
+            .map(|_| rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                Some("sockbroker-data-0".to_owned()),
+                Some("sockbroker-data-1".to_owned())
+            ]
+        );
+        w.stop();
+        assert!(w.threads.lock().unwrap().is_empty());
+    }
+}
