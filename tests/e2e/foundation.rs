@@ -177,6 +177,34 @@ fn stale_socket_is_replaced_and_a_regular_file_is_left_alone() {
 }
 
 #[test]
+fn data_path_threads_follow_the_worker_setting_and_serve_every_tenant() {
+    let s = Setup::new();
+    let owner = own_owner();
+    let cfg = s.dir.path().join("sockbroker.yaml");
+    let tenants = [("a", owner), ("b", owner), ("c", owner), ("d", owner)];
+    write_config(&cfg, &config(s.dir.path(), &s.upstream.path, &tenants));
+    let b = Broker::start(
+        &cfg,
+        &["--retry-interval", "200ms"],
+        &[("TOKIO_WORKER_THREADS", "3")],
+    );
+    // Four listeners on three workers (round-robin): every one serves.
+    for (t, _) in tenants {
+        wait_socket(&s.sock(t));
+        echo_conn(&s.sock(t), t.as_bytes());
+    }
+    // The data path's threads by name (docs/decisions.md "Threads").
+    let mut workers: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", b.child.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("sockbroker-w"))
+        .collect();
+    workers.sort();
+    assert_eq!(workers, ["sockbroker-w0", "sockbroker-w1", "sockbroker-w2"]);
+}
+
+#[test]
 fn two_hundred_concurrent_connections_all_exact() {
     let s = Setup::new();
     let _b = s.start(&[("ci", &format!("{}\nmax_connections: 1000", own_owner()))]);

@@ -118,7 +118,7 @@ impl Workers {
             });
             let stop = stop.clone();
             let thread = std::thread::Builder::new()
-                .name(format!("sockbroker-data-{i}"))
+                .name(format!("sockbroker-w{i}"))
                 .spawn(move || {
                     rt.block_on(stop.cancelled());
                     // Dropping the runtime drops what is still spawned on it.
@@ -240,6 +240,32 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_given_back_once_a_burst_is_over() {
+        let w: &'static Workers = Box::leak(Box::new(Workers::start(1).unwrap()));
+        let pending = || w.trim_pending.load(Ordering::Relaxed);
+        // Fewer than TRIM_AFTER connections: going idle starts nothing.
+        let few: Vec<Placed> = (0..10).map(|_| w.place(0).0).collect();
+        drop(few);
+        assert!(!pending());
+        assert_eq!(w.since_trim.load(Ordering::Relaxed), 10);
+        // A burst: the last one to end starts the wait for a quiet moment...
+        let burst: Vec<Placed> = (0..TRIM_AFTER).map(|_| w.place(0).0).collect();
+        drop(burst);
+        assert!(pending());
+        // ...which the worker ends by giving memory back and starting over.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pending() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no trim after the burst"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(w.since_trim.load(Ordering::Relaxed), 0);
+        w.stop();
+    }
+
+    #[test]
     fn listeners_go_round_robin_and_workers_run_tasks_until_stopped() {
         let w = Workers::start(2).unwrap();
         let picks: Vec<usize> = (0..5).map(|_| w.for_listener().0).collect();
@@ -259,8 +285,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                Some("sockbroker-data-0".to_owned()),
-                Some("sockbroker-data-1".to_owned())
+                Some("sockbroker-w0".to_owned()),
+                Some("sockbroker-w1".to_owned())
             ]
         );
         w.stop();
