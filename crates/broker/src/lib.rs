@@ -3,7 +3,8 @@
 //! The data path, one module per arrow:
 //! config file → [`config`] (parse + validate) → [`plan`] (pure diff of running vs
 //! desired) → [`supervisor`] (apply the plan) → [`listener`] (accept, peer checks,
-//! limits; [`tenant`] is what its connections share) → `sockbroker_relay` (bytes)
+//! limits, on one of the data path's [`workers`]; [`tenant`] is what its
+//! connections share) → `sockbroker_relay` (bytes)
 //! → upstream (connected through [`upstream`]). [`socket`] creates the tenant
 //! sockets safely (asking [`sockdiag`] whether a leftover it may not connect to
 //! is stale), [`daemon`] drives reloads, upgrades in place and shutdown from

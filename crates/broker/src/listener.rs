@@ -17,7 +17,7 @@ use crate::config::TenantSpec;
 use crate::metrics::Reject;
 use crate::socket::SocketFile;
 use crate::tenant::{Peer, TenantShared};
-use crate::workers::Workers;
+use crate::workers::{self, Workers};
 
 /// One bound socket with its accept loop and the connections it accepted.
 /// Retiring it (removal, move, shutdown) stops accepting, unlinks the socket
@@ -265,12 +265,37 @@ async fn accept_loop(
                 // changes stage (five copies per connection: a fifth of the
                 // broker's instructions in the connection-rate bench,
                 // docs/performance.md). A box is moved as a pointer.
-                let connection = Box::pin(serve(generation, stream));
+                let mut connection = Box::pin(serve(generation, stream));
                 match worker {
                     // Served on this worker unless it is clearly busier
                     // than another (`Workers::place`).
                     Some((workers, here)) => {
                         let (placed, handle) = workers.place(here);
+                        // Staying here on a worker with a backlog: its first
+                        // steps (peer credentials, the engine connection,
+                        // registering both sockets) run now, before this
+                        // loop accepts the next one, as tokio's
+                        // work-stealing scheduler did by running a task
+                        // just spawned first. Spawned only, it waited behind
+                        // every accept loop woken with it, and a burst kept
+                        // thousands of connections half set up (10,000
+                        // tenants: 17,700 descriptors open at the peak
+                        // instead of 12,000). Not without a backlog: a
+                        // wake-up for it before its task first polled it
+                        // would wake this loop (then its task polls it and
+                        // follows).
+                        if placed.is_on(here) && workers.load(here) >= workers::BACKLOG {
+                            let first = std::future::poll_fn(|cx| {
+                                std::task::Poll::Ready(std::future::Future::poll(
+                                    connection.as_mut(),
+                                    cx,
+                                ))
+                            })
+                            .await;
+                            if first.is_ready() {
+                                continue;
+                            }
+                        }
                         conns.spawn_on(
                             async move {
                                 let _placed = placed;

@@ -27,12 +27,17 @@ use tokio_util::sync::CancellationToken;
 /// one wake-up, the old one still counted) stays on its thread.
 const IMBALANCE: usize = 2;
 
+/// A worker serving this many connections has a backlog: the accept loop
+/// sets up each connection it keeps before accepting the next
+/// (`listener::accept_loop`).
+pub const BACKLOG: usize = 32;
+
 /// After this many connections, the next quiet moment gives free heap
 /// memory back to the system ([`crate::alloc_trim`]).
 const TRIM_AFTER: usize = 1000;
 
-/// A quiet moment: no new connection on any worker for this long.
-const QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+/// A quiet moment: no connection began or ended on any worker for this long.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The data-path workers: their runtimes and how many connections each serves.
 pub struct Workers {
@@ -43,6 +48,8 @@ pub struct Workers {
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// Connections placed since memory was last given back.
     since_trim: AtomicUsize,
+    /// Connections begun and ended, to notice a quiet moment.
+    churn: AtomicUsize,
     /// A task waits for a quiet moment to give memory back.
     trim_pending: AtomicBool,
 }
@@ -59,11 +66,19 @@ pub struct Placed {
     index: usize,
 }
 
+impl Placed {
+    /// Whether the connection is served on worker `index`.
+    pub fn is_on(&self, index: usize) -> bool {
+        self.index == index
+    }
+}
+
 impl Drop for Placed {
     fn drop(&mut self) {
         let workers = self.workers;
         let worker = &workers.workers[self.index];
         let was = worker.load.fetch_sub(1, Ordering::Relaxed);
+        workers.churn.fetch_add(1, Ordering::Relaxed);
         // This worker went idle after many connections: once no connection
         // arrives for a moment, the burst's memory goes back.
         if was == 1
@@ -132,17 +147,19 @@ impl Workers {
             stop,
             threads: std::sync::Mutex::new(threads),
             since_trim: AtomicUsize::new(0),
+            churn: AtomicUsize::new(0),
             trim_pending: AtomicBool::new(false),
         })
     }
 
-    /// Wait until no connection arrived for [`QUIET`], then give free heap
-    /// memory back (at most once per [`TRIM_AFTER`] connections).
+    /// Wait until no connection began or ended for [`QUIET`] (long-lived
+    /// ones may stay open), then give free heap memory back (at most once
+    /// per [`TRIM_AFTER`] connections).
     async fn trim_when_quiet(&'static self) {
         loop {
-            let seen = self.since_trim.load(Ordering::Relaxed);
+            let seen = self.churn.load(Ordering::Relaxed);
             tokio::time::sleep(QUIET).await;
-            if self.since_trim.load(Ordering::Relaxed) == seen {
+            if self.churn.load(Ordering::Relaxed) == seen {
                 break;
             }
         }
@@ -163,6 +180,11 @@ impl Workers {
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// Connections being served on worker `index`.
+    pub fn load(&self, index: usize) -> usize {
+        self.workers[index].load.load(Ordering::Relaxed)
     }
 
     /// The worker for a new listener (round-robin) and its runtime.
@@ -189,6 +211,7 @@ impl Workers {
         }
         self.workers[index].load.fetch_add(1, Ordering::Relaxed);
         self.since_trim.fetch_add(1, Ordering::Relaxed);
+        self.churn.fetch_add(1, Ordering::Relaxed);
         (
             Placed {
                 workers: self,
