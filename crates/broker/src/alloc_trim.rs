@@ -5,9 +5,9 @@
 //! tenants each taking a connection right after start-up, a reconnect storm)
 //! a data worker's arena keeps its whole peak resident although almost all of
 //! it is free: the bench's 10,000-tenant start-up measured 63–72 MiB where
-//! `malloc_trim(0)` brings it to 55 (docs/performance.md). So a worker that
-//! has just gone idle after serving many connections asks glibc to return
-//! free pages ([`crate::workers`] decides when; at most every few seconds).
+//! `malloc_trim(0)` brings it to 55 (docs/performance.md). So after 1,000
+//! connections, the first moment without a connection beginning or ending
+//! asks glibc to return free pages ([`crate::workers`] decides when).
 //!
 //! This is the crate's second module allowed `unsafe`: one call of a C
 //! function that takes and returns plain integers.
