@@ -189,6 +189,8 @@ pub(crate) fn targets_summary(rows: &[Row], policy: &[Row]) -> String {
     out
 }
 
+/// A ratio in a verdict line, to three places: with two, a row just below
+/// its target (0.947) read "NOT met (0.95x)".
 fn ratio_text(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.2}x"))
+    v.map_or_else(|| "-".into(), |v| format!("{v:.3}x"))
 }
