@@ -1438,9 +1438,8 @@ fn a_go_engine_reads_what_the_broker_accepted() {
 
 /// A request's audit line, as the real binary writes it in both formats:
 /// every field, in order, with its exact text (docs/operations.md; the
-/// message is written without `format_args!` and the lines by a writer
-/// thread of the broker's own, docs/decisions.md "Logging": this pins the
-/// result).
+/// message is written without `format_args!`, docs/decisions.md "Logging":
+/// this pins the result).
 #[test]
 fn audit_line_of_a_request_in_text_and_json() {
     let (pid, uid, gid) = (
