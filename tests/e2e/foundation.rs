@@ -204,6 +204,94 @@ fn data_path_threads_follow_the_worker_setting_and_serve_every_tenant() {
     assert_eq!(workers, ["sockbroker-w0", "sockbroker-w1", "sockbroker-w2"]);
 }
 
+/// How many of process `pid`'s descriptors are the listening socket at
+/// `path` (its inode from /proc/net/unix, which shows the name it was bound
+/// to: a temporary one in the same directory, renamed into place).
+fn listener_fds(pid: u32, path: &Path) -> usize {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let dir = format!("{}/", path.parent().unwrap().display());
+    let inode = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        // Listening (__SO_ACCEPTCON): the connections it accepted show
+        // the same name.
+        .find(|f| f.len() == 8 && f[3] == "00010000" && f[7].starts_with(&dir))
+        .map(|f| f[6])
+        .unwrap_or_else(|| panic!("{} not in /proc/net/unix", path.display()))
+        .to_owned();
+    let link = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.as_os_str() == link.as_str())
+        .count()
+}
+
+#[test]
+fn a_busy_listener_accepts_on_both_workers_until_it_is_calm_again() {
+    let s = Setup::new();
+    let cfg = s.dir.path().join("sockbroker.yaml");
+    let tenant = format!("{}\nmax_connections: 1000", own_owner());
+    write_config(
+        &cfg,
+        &config(s.dir.path(), &s.upstream.path, &[("ci", &tenant)]),
+    );
+    let b = Broker::start(
+        &cfg,
+        &["--retry-interval", "200ms"],
+        &[("TOKIO_WORKER_THREADS", "2")],
+    );
+    let path = s.sock("ci");
+    wait_socket(&path);
+    let pid = b.child.id();
+    assert_eq!(listener_fds(pid, &path), 1);
+    // Many connections open at once: the listener's worker hands every
+    // other one to the other worker, and after 32 of those the other
+    // worker accepts for the listener too, on a duplicate descriptor
+    // (docs/decisions.md "Threads").
+    let open = |n: usize| -> Vec<UnixStream> {
+        (0..n)
+            .map(|i| echo_conn(&path, format!("busy {i}").as_bytes()))
+            .collect()
+    };
+    let mut busy = open(150);
+    b.wait_log("busy listener: accepting on one more worker");
+    wait_until("a second descriptor for the listener", DEADLINE, || {
+        listener_fds(pid, &path) == 2
+    });
+    // Both loops serve: every connection, old and new, relays exactly.
+    busy.extend(open(50));
+    for (i, c) in busy.iter_mut().enumerate() {
+        echo_again(c, format!("again {i}").as_bytes());
+    }
+    drop(busy);
+    // One connection after another: the first loop accepts alone again
+    // and the duplicate descriptor is closed.
+    let deadline = Instant::now() + DEADLINE;
+    let mut n = 0;
+    while !b
+        .logs()
+        .contains("calm listener: accepting on one worker again")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "still spread after {n} connections one after another"
+        );
+        drop(echo_conn(&path, b"calm"));
+        n += 1;
+    }
+    wait_until("the duplicate descriptor closed", DEADLINE, || {
+        listener_fds(pid, &path) == 1
+    });
+    // And it spreads again when busy again.
+    let busy = open(150);
+    b.wait_log_n("busy listener: accepting on one more worker", 2);
+    wait_until("a second descriptor again", DEADLINE, || {
+        listener_fds(pid, &path) == 2
+    });
+    drop(busy);
+}
+
 #[test]
 fn two_hundred_concurrent_connections_all_exact() {
     let s = Setup::new();

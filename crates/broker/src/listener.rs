@@ -3,6 +3,7 @@
 //! upstream connect → relay → one log line).
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,18 +69,31 @@ impl ListenerHandle {
             conns: TaskTracker::new(),
             listener: listener.clone(),
         };
-        let accepting = accept_loop(
+        let shared = Arc::new(Accepting {
             tenant,
-            listener,
-            h.stop_accept.clone(),
-            h.kill.clone(),
-            h.conns.clone(),
-            worker.as_ref().map(|&(w, index, _)| (w, index)),
-        );
-        match &worker {
-            Some((_, _, handle)) => handle.spawn(accepting),
-            None => tokio::spawn(accepting),
-        };
+            kill: h.kill.clone(),
+            conns: h.conns.clone(),
+            spread: AtomicBool::new(false),
+            on: Mutex::default(),
+        });
+        let stop = h.stop_accept.clone();
+        match worker {
+            Some((workers, index, handle)) => {
+                handle.spawn(accept_loop(
+                    shared,
+                    listener,
+                    stop,
+                    Some(OnWorker {
+                        workers,
+                        here: index,
+                        first: true,
+                    }),
+                ));
+            }
+            None => {
+                tokio::spawn(accept_loop(shared, listener, stop, None));
+            }
+        }
         Ok(h)
     }
 
@@ -223,20 +237,159 @@ impl Generation {
     }
 }
 
-async fn accept_loop(
+/// What every accept loop of one listener shares.
+struct Accepting {
     tenant: Arc<TenantShared>,
-    listener: Arc<Listener>,
-    stop: CancellationToken,
     kill: Arc<Kill>,
     conns: TaskTracker,
-    worker: Option<(&'static Workers, usize)>,
+    /// Whether the listener has accept loops on more than one worker.
+    spread: AtomicBool,
+    /// Those loops, when it has: default (no allocation) until it first
+    /// [`spread`]s, which most listeners never do.
+    on: Mutex<Spread>,
+}
+
+#[derive(Default)]
+struct Spread {
+    /// Which workers have an accept loop for this listener.
+    accepting: Vec<bool>,
+    /// Stops the loops added by [`spread`]: a child of the listener's own
+    /// stop token.
+    stop: Option<CancellationToken>,
+}
+
+/// An accept loop's place among the data-path workers.
+#[derive(Clone, Copy)]
+struct OnWorker {
+    workers: &'static Workers,
+    /// The worker this loop runs on.
+    here: usize,
+    /// Whether this is the listener's first loop (not one [`spread`] added).
+    first: bool,
+}
+
+/// After an accept loop handed this many connections to other workers, the
+/// listener gets an accept loop on one more worker ([`spread`]): that
+/// worker then accepts its own share, and no connection is handed to it (a
+/// remote spawn and a wake-up of the other thread each). A busy listener
+/// spreads one worker at a time, as far as its load needs, not to every
+/// core at once: each worker it is registered with wakes for each of its
+/// connections (docs/decisions.md "Threads").
+const SPREAD_AFTER: u32 = 32;
+
+/// A spread listener goes back to its first loop alone once that loop
+/// accepted this many connections in a row with at most [`CALM`] of the
+/// listener's connections open: a client that opens one connection after
+/// another gains nothing from it, and the other workers' wake-ups for each
+/// connection cost CPU.
+const UNSPREAD_AFTER: u32 = 64;
+const CALM: usize = 2;
+
+/// Give the listener an accept loop on the least busy worker that has none
+/// yet, with its own duplicate of the listening descriptor registered with
+/// that worker's event loop. It ends with the listener's other loops or
+/// when the listener is calm again ([`unspread`]). Returns false once every
+/// worker has one.
+fn spread(
+    shared: &Arc<Accepting>,
+    listener: &Listener,
+    stop: &CancellationToken,
+    from: OnWorker,
+) -> bool {
+    let workers = from.workers;
+    let (index, stop_added) = {
+        let mut on = shared.on.lock().unwrap_or_else(|e| e.into_inner());
+        if on.accepting.is_empty() {
+            // Only the listener's own worker accepts.
+            on.accepting = vec![false; workers.count()];
+            on.accepting[from.here] = true;
+        }
+        let Some(index) = (0..workers.count())
+            .filter(|&i| !on.accepting[i])
+            .min_by_key(|&i| workers.load(i))
+        else {
+            return false;
+        };
+        // A loop stopped by `unspread` (whose token is gone) adds none.
+        let stop_added = match (&on.stop, from.first) {
+            (Some(t), _) => t.clone(),
+            (None, true) => on.stop.insert(stop.child_token()).clone(),
+            (None, false) => return false,
+        };
+        on.accepting[index] = true;
+        shared.spread.store(true, Ordering::Relaxed);
+        (index, stop_added)
+    };
+    let handle = workers.handle(index);
+    let registered = listener.get_ref().try_clone().and_then(|dup| {
+        let _in_worker = handle.enter();
+        Listener::new(dup)
+    });
+    match registered {
+        Ok(dup) => {
+            tracing::debug!(tenant = %shared.tenant.name(), worker = index,
+                "busy listener: accepting on one more worker");
+            handle.spawn(accept_loop(
+                shared.clone(),
+                Arc::new(dup),
+                stop_added,
+                Some(OnWorker {
+                    workers,
+                    here: index,
+                    first: false,
+                }),
+            ));
+            true
+        }
+        // Out of descriptors: connections keep being handed over, which works.
+        Err(e) => {
+            tracing::debug!(tenant = %shared.tenant.name(), error = %e,
+                "cannot accept on one more worker");
+            shared
+                .on
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .accepting[index] = false;
+            false
+        }
+    }
+}
+
+/// Stop the accept loops [`spread`] added: the listener's first loop
+/// accepts alone again.
+fn unspread(shared: &Accepting) {
+    let mut on = shared.on.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(stop) = on.stop.take() {
+        stop.cancel();
+    }
+    on.accepting = Vec::new();
+    shared.spread.store(false, Ordering::Relaxed);
+    tracing::debug!(tenant = %shared.tenant.name(), "calm listener: accepting on one worker again");
+}
+
+async fn accept_loop(
+    shared: Arc<Accepting>,
+    listener: Arc<Listener>,
+    stop: CancellationToken,
+    worker: Option<OnWorker>,
 ) {
+    let Accepting {
+        tenant,
+        kill,
+        conns,
+        ..
+    } = &*shared;
     let mut backoff = ACCEPT_BACKOFF;
     // Made once: a waiter registered and removed per accepted connection
     // cost two locks each time.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     let mut current: Option<Arc<Generation>> = None;
+    // Connections this loop handed to another worker since it last spread
+    // the listener; `None` once the listener cannot spread further.
+    let mut handed_over = Some(0u32);
+    // Connections the first loop accepted in a row with the listener calm.
+    let mut calm = 0u32;
     loop {
         // `poll_accept` keeps the waker in the socket's reader slot;
         // `accept()` made a future per connection that, while pending,
@@ -256,7 +409,7 @@ async fn accept_loop(
                 let generation = match &current {
                     Some(g) if g.version == version => g.clone(),
                     _ => current
-                        .insert(Arc::new(Generation::new(&tenant, &kill)))
+                        .insert(Arc::new(Generation::new(tenant, kill)))
                         .clone(),
                 };
                 // Boxed: the connection's future (the relay's or the policy
@@ -269,8 +422,27 @@ async fn accept_loop(
                 match worker {
                     // Served on this worker unless it is clearly busier
                     // than another (`Workers::place`).
-                    Some((workers, here)) => {
+                    Some(on) => {
+                        let OnWorker {
+                            workers,
+                            here,
+                            first,
+                        } = on;
                         let (placed, handle) = workers.place(here);
+                        if let Some(n) = handed_over.as_mut().filter(|_| !placed.is_on(here)) {
+                            *n += 1;
+                            if *n >= SPREAD_AFTER {
+                                handed_over = spread(&shared, &listener, &stop, on).then_some(0);
+                            }
+                        }
+                        if first && shared.spread.load(Ordering::Relaxed) {
+                            calm = if conns.len() <= CALM { calm + 1 } else { 0 };
+                            if calm >= UNSPREAD_AFTER {
+                                calm = 0;
+                                unspread(&shared);
+                                handed_over = Some(0);
+                            }
+                        }
                         // Staying here on a worker with a backlog: its first
                         // steps (peer credentials, the engine connection,
                         // registering both sockets) run now, before this

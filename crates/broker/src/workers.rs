@@ -187,6 +187,16 @@ impl Workers {
         self.workers[index].load.load(Ordering::Relaxed)
     }
 
+    /// How many workers there are (at least one).
+    pub fn count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Worker `index`'s runtime.
+    pub fn handle(&self, index: usize) -> &Handle {
+        &self.workers[index].handle
+    }
+
     /// The worker for a new listener (round-robin) and its runtime.
     pub fn for_listener(&self) -> (usize, &Handle) {
         let i = self.next_listener.fetch_add(1, Ordering::Relaxed) % self.workers.len();
