@@ -3,7 +3,7 @@
 //! upstream connect → relay → one log line).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,7 @@ impl ListenerHandle {
             kill: h.kill.clone(),
             conns: h.conns.clone(),
             spread: AtomicBool::new(false),
+            calm: AtomicU32::new(0),
             on: Mutex::default(),
         });
         let stop = h.stop_accept.clone();
@@ -244,6 +245,8 @@ struct Accepting {
     conns: TaskTracker,
     /// Whether the listener has accept loops on more than one worker.
     spread: AtomicBool,
+    /// While it has: connections accepted in a row with the listener calm.
+    calm: AtomicU32,
     /// Those loops, when it has: default (no allocation) until it first
     /// [`spread`]s, which most listeners never do.
     on: Mutex<Spread>,
@@ -277,7 +280,7 @@ struct OnWorker {
 /// connections (docs/decisions.md "Threads").
 const SPREAD_AFTER: u32 = 32;
 
-/// A spread listener goes back to its first loop alone once that loop
+/// A spread listener goes back to its first loop alone once its loops
 /// accepted this many connections in a row with at most [`CALM`] of the
 /// listener's connections open: a client that opens one connection after
 /// another gains nothing from it, and the other workers' wake-ups for each
@@ -288,33 +291,28 @@ const CALM: usize = 2;
 /// Give the listener an accept loop on the least busy worker that has none
 /// yet, with its own duplicate of the listening descriptor registered with
 /// that worker's event loop. It ends with the listener's other loops or
-/// when the listener is calm again ([`unspread`]). Returns false once every
-/// worker has one.
-fn spread(
-    shared: &Arc<Accepting>,
-    listener: &Listener,
-    stop: &CancellationToken,
-    from: OnWorker,
-) -> bool {
+/// when the listener is calm again ([`unspread`]). Does nothing once every
+/// worker has one, or when called by a loop that [`unspread`] stopped.
+fn spread(shared: &Arc<Accepting>, listener: &Listener, stop: &CancellationToken, from: OnWorker) {
     let workers = from.workers;
     let (index, stop_added) = {
         let mut on = shared.on.lock().unwrap_or_else(|e| e.into_inner());
-        if on.accepting.is_empty() {
-            // Only the listener's own worker accepts.
-            on.accepting = vec![false; workers.count()];
-            on.accepting[from.here] = true;
-        }
+        // A loop that `unspread` stopped (its token is gone) adds none.
+        let stop_added = match (&on.stop, from.first) {
+            (Some(t), _) => t.clone(),
+            (None, true) => {
+                // Only the listener's own worker accepts so far.
+                on.accepting = vec![false; workers.count()];
+                on.accepting[from.here] = true;
+                on.stop.insert(stop.child_token()).clone()
+            }
+            (None, false) => return,
+        };
         let Some(index) = (0..workers.count())
             .filter(|&i| !on.accepting[i])
             .min_by_key(|&i| workers.load(i))
         else {
-            return false;
-        };
-        // A loop stopped by `unspread` (whose token is gone) adds none.
-        let stop_added = match (&on.stop, from.first) {
-            (Some(t), _) => t.clone(),
-            (None, true) => on.stop.insert(stop.child_token()).clone(),
-            (None, false) => return false,
+            return;
         };
         on.accepting[index] = true;
         shared.spread.store(true, Ordering::Relaxed);
@@ -339,18 +337,16 @@ fn spread(
                     first: false,
                 }),
             ));
-            true
         }
         // Out of descriptors: connections keep being handed over, which works.
         Err(e) => {
             tracing::debug!(tenant = %shared.tenant.name(), error = %e,
                 "cannot accept on one more worker");
-            shared
-                .on
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .accepting[index] = false;
-            false
+            let mut on = shared.on.lock().unwrap_or_else(|e| e.into_inner());
+            // (Unless the listener was made calm meanwhile.)
+            if let Some(slot) = on.accepting.get_mut(index) {
+                *slot = false;
+            }
         }
     }
 }
@@ -364,6 +360,7 @@ fn unspread(shared: &Accepting) {
     }
     on.accepting = Vec::new();
     shared.spread.store(false, Ordering::Relaxed);
+    shared.calm.store(0, Ordering::Relaxed);
     tracing::debug!(tenant = %shared.tenant.name(), "calm listener: accepting on one worker again");
 }
 
@@ -385,11 +382,9 @@ async fn accept_loop(
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     let mut current: Option<Arc<Generation>> = None;
-    // Connections this loop handed to another worker since it last spread
-    // the listener; `None` once the listener cannot spread further.
-    let mut handed_over = Some(0u32);
-    // Connections the first loop accepted in a row with the listener calm.
-    let mut calm = 0u32;
+    // Connections this loop handed to another worker since it last tried
+    // to spread the listener.
+    let mut handed_over = 0u32;
     loop {
         // `poll_accept` keeps the waker in the socket's reader slot;
         // `accept()` made a future per connection that, while pending,
@@ -423,24 +418,23 @@ async fn accept_loop(
                     // Served on this worker unless it is clearly busier
                     // than another (`Workers::place`).
                     Some(on) => {
-                        let OnWorker {
-                            workers,
-                            here,
-                            first,
-                        } = on;
+                        let OnWorker { workers, here, .. } = on;
                         let (placed, handle) = workers.place(here);
-                        if let Some(n) = handed_over.as_mut().filter(|_| !placed.is_on(here)) {
-                            *n += 1;
-                            if *n >= SPREAD_AFTER {
-                                handed_over = spread(&shared, &listener, &stop, on).then_some(0);
+                        if !placed.is_on(here) {
+                            handed_over += 1;
+                            if handed_over >= SPREAD_AFTER {
+                                handed_over = 0;
+                                spread(&shared, &listener, &stop, on);
                             }
                         }
-                        if first && shared.spread.load(Ordering::Relaxed) {
-                            calm = if conns.len() <= CALM { calm + 1 } else { 0 };
-                            if calm >= UNSPREAD_AFTER {
-                                calm = 0;
-                                unspread(&shared);
-                                handed_over = Some(0);
+                        if shared.spread.load(Ordering::Relaxed) {
+                            if conns.len() <= CALM {
+                                if shared.calm.fetch_add(1, Ordering::Relaxed) + 1 >= UNSPREAD_AFTER
+                                {
+                                    unspread(&shared);
+                                }
+                            } else if shared.calm.load(Ordering::Relaxed) != 0 {
+                                shared.calm.store(0, Ordering::Relaxed);
                             }
                         }
                         // Staying here on a worker with a backlog: its first
