@@ -69,19 +69,16 @@ impl ListenerHandle {
             conns: TaskTracker::new(),
             listener: listener.clone(),
         };
-        let shared = Arc::new(Accepting {
+        let accepting = Accepting {
             tenant,
             kill: h.kill.clone(),
             conns: h.conns.clone(),
-            spread: AtomicBool::new(false),
-            calm: AtomicU32::new(0),
-            on: Mutex::default(),
-        });
+        };
         let stop = h.stop_accept.clone();
         match worker {
             Some((workers, index, handle)) => {
                 handle.spawn(accept_loop(
-                    shared,
+                    accepting,
                     listener,
                     stop,
                     Some(OnWorker {
@@ -89,10 +86,11 @@ impl ListenerHandle {
                         here: index,
                         first: true,
                     }),
+                    None,
                 ));
             }
             None => {
-                tokio::spawn(accept_loop(shared, listener, stop, None));
+                tokio::spawn(accept_loop(accepting, listener, stop, None, None));
             }
         }
         Ok(h)
@@ -238,27 +236,46 @@ impl Generation {
     }
 }
 
-/// What every accept loop of one listener shares.
+/// What an accept loop serves its connections with.
+#[derive(Clone)]
 struct Accepting {
     tenant: Arc<TenantShared>,
     kill: Arc<Kill>,
     conns: TaskTracker,
-    /// Whether the listener has accept loops on more than one worker.
-    spread: AtomicBool,
-    /// While it has: connections accepted in a row with the listener calm.
+}
+
+/// A listener's accept loops on more than one worker: made when it first
+/// [`spread`]s (most listeners never do, and pay nothing for it), then
+/// shared by its loops.
+struct Spread {
+    /// What a loop added on another worker serves its connections with.
+    accepting: Accepting,
+    /// Whether the listener has accept loops on more than one worker now.
+    active: AtomicBool,
+    /// While it has: connections its loops accepted in a row with the
+    /// listener calm.
     calm: AtomicU32,
-    /// Those loops, when it has: default (no allocation) until it first
-    /// [`spread`]s, which most listeners never do.
-    on: Mutex<Spread>,
+    loops: Mutex<Loops>,
 }
 
 #[derive(Default)]
-struct Spread {
+struct Loops {
     /// Which workers have an accept loop for this listener.
-    accepting: Vec<bool>,
+    on: Vec<bool>,
     /// Stops the loops added by [`spread`]: a child of the listener's own
     /// stop token.
     stop: Option<CancellationToken>,
+}
+
+impl Spread {
+    fn new(accepting: &Accepting) -> Arc<Spread> {
+        Arc::new(Spread {
+            accepting: accepting.clone(),
+            active: AtomicBool::new(false),
+            calm: AtomicU32::new(0),
+            loops: Mutex::default(),
+        })
+    }
 }
 
 /// An accept loop's place among the data-path workers.
@@ -293,29 +310,29 @@ const CALM: usize = 2;
 /// that worker's event loop. It ends with the listener's other loops or
 /// when the listener is calm again ([`unspread`]). Does nothing once every
 /// worker has one, or when called by a loop that [`unspread`] stopped.
-fn spread(shared: &Arc<Accepting>, listener: &Listener, stop: &CancellationToken, from: OnWorker) {
+fn spread(spread: &Arc<Spread>, listener: &Listener, stop: &CancellationToken, from: OnWorker) {
     let workers = from.workers;
     let (index, stop_added) = {
-        let mut on = shared.on.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loops = spread.loops.lock().unwrap_or_else(|e| e.into_inner());
         // A loop that `unspread` stopped (its token is gone) adds none.
-        let stop_added = match (&on.stop, from.first) {
+        let stop_added = match (&loops.stop, from.first) {
             (Some(t), _) => t.clone(),
             (None, true) => {
                 // Only the listener's own worker accepts so far.
-                on.accepting = vec![false; workers.count()];
-                on.accepting[from.here] = true;
-                on.stop.insert(stop.child_token()).clone()
+                loops.on = vec![false; workers.count()];
+                loops.on[from.here] = true;
+                loops.stop.insert(stop.child_token()).clone()
             }
             (None, false) => return,
         };
         let Some(index) = (0..workers.count())
-            .filter(|&i| !on.accepting[i])
+            .filter(|&i| !loops.on[i])
             .min_by_key(|&i| workers.load(i))
         else {
             return;
         };
-        on.accepting[index] = true;
-        shared.spread.store(true, Ordering::Relaxed);
+        loops.on[index] = true;
+        spread.active.store(true, Ordering::Relaxed);
         (index, stop_added)
     };
     let handle = workers.handle(index);
@@ -325,10 +342,10 @@ fn spread(shared: &Arc<Accepting>, listener: &Listener, stop: &CancellationToken
     });
     match registered {
         Ok(dup) => {
-            tracing::debug!(tenant = %shared.tenant.name(), worker = index,
+            tracing::debug!(tenant = %spread.accepting.tenant.name(), worker = index,
                 "busy listener: accepting on one more worker");
             handle.spawn(accept_loop(
-                shared.clone(),
+                spread.accepting.clone(),
                 Arc::new(dup),
                 stop_added,
                 Some(OnWorker {
@@ -336,15 +353,16 @@ fn spread(shared: &Arc<Accepting>, listener: &Listener, stop: &CancellationToken
                     here: index,
                     first: false,
                 }),
+                Some(spread.clone()),
             ));
         }
         // Out of descriptors: connections keep being handed over, which works.
         Err(e) => {
-            tracing::debug!(tenant = %shared.tenant.name(), error = %e,
+            tracing::debug!(tenant = %spread.accepting.tenant.name(), error = %e,
                 "cannot accept on one more worker");
-            let mut on = shared.on.lock().unwrap_or_else(|e| e.into_inner());
+            let mut loops = spread.loops.lock().unwrap_or_else(|e| e.into_inner());
             // (Unless the listener was made calm meanwhile.)
-            if let Some(slot) = on.accepting.get_mut(index) {
+            if let Some(slot) = loops.on.get_mut(index) {
                 *slot = false;
             }
         }
@@ -353,29 +371,29 @@ fn spread(shared: &Arc<Accepting>, listener: &Listener, stop: &CancellationToken
 
 /// Stop the accept loops [`spread`] added: the listener's first loop
 /// accepts alone again.
-fn unspread(shared: &Accepting) {
-    let mut on = shared.on.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(stop) = on.stop.take() {
+fn unspread(spread: &Spread) {
+    let mut loops = spread.loops.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(stop) = loops.stop.take() {
         stop.cancel();
     }
-    on.accepting = Vec::new();
-    shared.spread.store(false, Ordering::Relaxed);
-    shared.calm.store(0, Ordering::Relaxed);
-    tracing::debug!(tenant = %shared.tenant.name(), "calm listener: accepting on one worker again");
+    loops.on = Vec::new();
+    spread.active.store(false, Ordering::Relaxed);
+    spread.calm.store(0, Ordering::Relaxed);
+    tracing::debug!(tenant = %spread.accepting.tenant.name(), "calm listener: accepting on one worker again");
 }
 
 async fn accept_loop(
-    shared: Arc<Accepting>,
+    accepting: Accepting,
     listener: Arc<Listener>,
     stop: CancellationToken,
     worker: Option<OnWorker>,
+    mut spreading: Option<Arc<Spread>>,
 ) {
     let Accepting {
         tenant,
         kill,
         conns,
-        ..
-    } = &*shared;
+    } = &accepting;
     let mut backoff = ACCEPT_BACKOFF;
     // Made once: a waiter registered and removed per accepted connection
     // cost two locks each time.
@@ -424,17 +442,20 @@ async fn accept_loop(
                             handed_over += 1;
                             if handed_over >= SPREAD_AFTER {
                                 handed_over = 0;
-                                spread(&shared, &listener, &stop, on);
+                                let s = spreading.get_or_insert_with(|| Spread::new(&accepting));
+                                spread(s, &listener, &stop, on);
                             }
                         }
-                        if shared.spread.load(Ordering::Relaxed) {
-                            if conns.len() <= CALM {
-                                if shared.calm.fetch_add(1, Ordering::Relaxed) + 1 >= UNSPREAD_AFTER
-                                {
-                                    unspread(&shared);
+                        if let Some(s) = spreading.as_deref() {
+                            if s.active.load(Ordering::Relaxed) {
+                                if conns.len() <= CALM {
+                                    if s.calm.fetch_add(1, Ordering::Relaxed) + 1 >= UNSPREAD_AFTER
+                                    {
+                                        unspread(s);
+                                    }
+                                } else if s.calm.load(Ordering::Relaxed) != 0 {
+                                    s.calm.store(0, Ordering::Relaxed);
                                 }
-                            } else if shared.calm.load(Ordering::Relaxed) != 0 {
-                                shared.calm.store(0, Ordering::Relaxed);
                             }
                         }
                         // Staying here on a worker with a backlog: its first
