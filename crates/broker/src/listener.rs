@@ -1,6 +1,7 @@
-//! Listeners: one accept loop per tenant socket, and what happens to each
-//! accepted connection (peer credentials → `allow` → `max_connections` →
-//! upstream connect → relay → one log line).
+//! Listeners: one accept loop per tenant socket (and one more per worker
+//! while the socket is busy: `spread`), and what happens to each accepted
+//! connection (peer credentials → `allow` → `max_connections` → upstream
+//! connect → relay → one log line).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
