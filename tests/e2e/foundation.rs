@@ -202,6 +202,9 @@ fn data_path_threads_follow_the_worker_setting_and_serve_every_tenant() {
         .collect();
     workers.sort();
     assert_eq!(workers, ["sockbroker-w0", "sockbroker-w1", "sockbroker-w2"]);
+    // What reading the config left free went back to the system after
+    // start-up (docs/decisions.md "Threads", memory).
+    b.wait_log("gave free heap memory back after=\"start-up\"");
 }
 
 /// How many of process `pid`'s descriptors are the listening socket at

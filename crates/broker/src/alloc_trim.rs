@@ -7,7 +7,9 @@
 //! it is free: the bench's 10,000-tenant start-up measured 63–72 MiB where
 //! `malloc_trim(0)` brings it to 55 (docs/performance.md). So after 1,000
 //! connections, the first moment without a connection beginning or ending
-//! asks glibc to return free pages ([`crate::workers`] decides when).
+//! asks glibc to return free pages ([`crate::workers`] decides when). The
+//! daemon asks too right after start-up and after each reload, for what
+//! reading the configuration left free.
 //!
 //! This is the crate's second module allowed `unsafe`: one call of a C
 //! function that takes and returns plain integers.

@@ -272,6 +272,7 @@ impl Daemon {
         let summary = sup.apply(&cfg.tenants);
         tracing::info!(config = %opts.config.display(), tenants = cfg.tenants.len(), down = summary.down,
             "sockbroker started");
+        give_back_memory("start-up");
         let served_metrics = cfg.metrics;
         // An upgrade's successor must never remove the sockets it was handed:
         // the previous process still serves them.
@@ -603,6 +604,7 @@ impl Daemon {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "configuration reloaded"
         );
+        give_back_memory("reload");
         Ok(ReloadOutcome::Applied(s))
     }
 
@@ -618,4 +620,20 @@ impl Daemon {
         notify::silence();
         Ok(pid)
     }
+}
+
+/// Give the heap a configuration's parse and apply left free back to the
+/// system ([`crate::alloc_trim`]): reading 10,000 tenants leaves a few MiB
+/// that nothing reuses (RSS 51 → 46 MiB right after start-up,
+/// docs/performance.md, session 8). Start-up and reloads are rare, and the
+/// call takes well under a millisecond at that size.
+fn give_back_memory(after: &str) {
+    let started = std::time::Instant::now();
+    let released = crate::alloc_trim::trim();
+    tracing::debug!(
+        after,
+        released,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "gave free heap memory back"
+    );
 }

@@ -70,6 +70,14 @@ impl ListenerHandle {
             conns: TaskTracker::new(),
             listener: listener.clone(),
         };
+        // The first generation is made here, on the control plane's thread,
+        // not by the first connection on the worker: it lives as long as the
+        // listener, and made on the worker in the middle of a burst of
+        // short-lived allocations it pinned their pages after the burst
+        // (10,000 tenants each taking one connection: 7.4–7.9 MB of each
+        // worker's heap resident for 1.5 MB in use, 55–72 MiB in all;
+        // docs/performance.md, session 8).
+        let first = Arc::new(Generation::new(&tenant, &h.kill));
         let accepting = Accepting {
             tenant,
             kill: h.kill.clone(),
@@ -88,10 +96,11 @@ impl ListenerHandle {
                         first: true,
                     }),
                     None,
+                    first,
                 ));
             }
             None => {
-                tokio::spawn(accept_loop(accepting, listener, stop, None, None));
+                tokio::spawn(accept_loop(accepting, listener, stop, None, None, first));
             }
         }
         Ok(h)
@@ -311,7 +320,13 @@ const CALM: usize = 2;
 /// that worker's event loop. It ends with the listener's other loops or
 /// when the listener is calm again ([`unspread`]). Does nothing once every
 /// worker has one, or when called by a loop that [`unspread`] stopped.
-fn spread(spread: &Arc<Spread>, listener: &Listener, stop: &CancellationToken, from: OnWorker) {
+fn spread(
+    spread: &Arc<Spread>,
+    listener: &Listener,
+    stop: &CancellationToken,
+    from: OnWorker,
+    generation: &Arc<Generation>,
+) {
     let workers = from.workers;
     let (index, stop_added) = {
         let mut loops = spread.loops.lock().unwrap_or_else(|e| e.into_inner());
@@ -355,6 +370,7 @@ fn spread(spread: &Arc<Spread>, listener: &Listener, stop: &CancellationToken, f
                     first: false,
                 }),
                 Some(spread.clone()),
+                generation.clone(),
             ));
         }
         // Out of descriptors: connections keep being handed over, which works.
@@ -389,6 +405,7 @@ async fn accept_loop(
     stop: CancellationToken,
     worker: Option<OnWorker>,
     mut spreading: Option<Arc<Spread>>,
+    generation: Arc<Generation>,
 ) {
     let Accepting {
         tenant,
@@ -400,7 +417,7 @@ async fn accept_loop(
     // cost two locks each time.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
-    let mut current: Option<Arc<Generation>> = None;
+    let mut current = generation;
     // Connections this loop handed to another worker since it last tried
     // to spread the listener.
     let mut handed_over = 0u32;
@@ -420,12 +437,10 @@ async fn accept_loop(
             Ok(stream) => {
                 backoff.reset();
                 let version = tenant.version();
-                let generation = match &current {
-                    Some(g) if g.version == version => g.clone(),
-                    _ => current
-                        .insert(Arc::new(Generation::new(tenant, kill)))
-                        .clone(),
-                };
+                if current.version != version {
+                    current = Arc::new(Generation::new(tenant, kill));
+                }
+                let generation = current.clone();
                 // Boxed: the connection's future (the relay's or the policy
                 // relay's state, a few KiB) is otherwise copied whole each
                 // time tokio moves it into its task and each time the task
@@ -444,7 +459,7 @@ async fn accept_loop(
                             if handed_over >= SPREAD_AFTER {
                                 handed_over = 0;
                                 let s = spreading.get_or_insert_with(|| Spread::new(&accepting));
-                                spread(s, &listener, &stop, on);
+                                spread(s, &listener, &stop, on, &current);
                             }
                         }
                         if let Some(s) = spreading.as_deref() {
