@@ -211,23 +211,28 @@ fn data_path_threads_follow_the_worker_setting_and_serve_every_tenant() {
 /// `path` (its inode from /proc/net/unix, which shows the name it was bound
 /// to: a temporary one in the same directory, renamed into place).
 fn listener_fds(pid: u32, path: &Path) -> usize {
-    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
-    let dir = format!("{}/", path.parent().unwrap().display());
-    let inode = table
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        // Listening (__SO_ACCEPTCON): the connections it accepted show
-        // the same name.
-        .find(|f| f.len() == 8 && f[3] == "00010000" && f[7].starts_with(&dir))
-        .map(|f| f[6])
-        .unwrap_or_else(|| panic!("{} not in /proc/net/unix", path.display()))
-        .to_owned();
+    let inode =
+        listening_inode(path).unwrap_or_else(|| panic!("{} not in /proc/net/unix", path.display()));
     let link = format!("socket:[{inode}]");
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
         .filter(|l| l.as_os_str() == link.as_str())
         .count()
+}
+
+/// The inode of the listening socket at `path` while any process holds it
+/// open.
+fn listening_inode(path: &Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let dir = format!("{}/", path.parent().unwrap().display());
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        // Listening (__SO_ACCEPTCON): the connections it accepted show
+        // the same name.
+        .find(|f| f.len() == 8 && f[3] == "00010000" && f[7].starts_with(&dir))
+        .map(|f| f[6].to_owned())
 }
 
 #[test]
@@ -293,6 +298,18 @@ fn a_busy_listener_accepts_on_both_workers_until_it_is_calm_again() {
         listener_fds(pid, &path) == 2
     });
     drop(busy);
+    // Removed while spread: both descriptors are closed, so the socket is
+    // gone from the system, and the broker goes on serving.
+    write_config(
+        &cfg,
+        &config(s.dir.path(), &s.upstream.path, &[("next", own_owner())]),
+    );
+    wait_socket(&s.sock("next"));
+    wait_until("the removed listener closed everywhere", DEADLINE, || {
+        listening_inode(&path).is_none()
+    });
+    assert!(!path.exists());
+    drop(echo_conn(&s.sock("next"), b"after"));
 }
 
 #[test]
