@@ -43,12 +43,15 @@
 //!   write, so long-lived streams (a day-long `docker events`) show up in
 //!   metrics while they are still open. [`Outcome`] carries the totals written
 //!   to each destination.
-//! * **Cheap idle connections.** Each direction allocates its buffer only once
-//!   its source first has data, gives it back once its source has been quiet
-//!   for [`RelayOptions::buffer_release`] (half a second by default), and frees
-//!   it when that direction finishes. So a connection that is merely open — a
-//!   `docker events` or `logs -f` stream that idles for hours — holds no relay
-//!   buffers, while a busy one keeps its buffer: no allocation per message.
+//! * **Cheap connections.** A direction reads into its thread's scratch
+//!   buffer and sends what it read at once; it allocates a buffer of its own
+//!   only when the destination cannot take everything (a full socket), keeps
+//!   it while that goes on, gives it back once its source has been quiet for
+//!   [`RelayOptions::buffer_release`] (half a second by default), and frees it
+//!   when that direction finishes. So a connection whose peers keep up — a
+//!   request and its answer, a `docker events` or `logs -f` stream that idles
+//!   for hours — holds no relay buffer at any time, and one writing into a
+//!   slow reader keeps its buffer: no allocation per message either way.
 //! * **Zero-copy bulk transfers.** On Linux, a direction whose reads fill the
 //!   whole buffer switches to `splice(2)` through a kernel pipe and frees its
 //!   buffer ([`RelayOptions::splice`]); small messages keep the plain copy,
@@ -87,10 +90,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Default per-direction buffer size (16 KiB).
+/// Default most bytes per read, and size of a direction's own buffer (16 KiB).
 ///
 /// Large enough that bulk transfers (image pulls, `docker cp`) move in few
-/// syscalls, small enough that busy connections stay cheap.
+/// syscalls, small enough that a connection writing into a slow reader,
+/// which keeps a buffer this size, stays cheap.
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
 
 /// Default quiet time after which a direction gives its buffer back (500 ms).
@@ -224,9 +228,11 @@ pub struct RelayOptions {
     /// closes both streams. Exists for shutdown and for drain deadlines
     /// (e.g. a child of a per-listener token).
     pub cancel: CancellationToken,
-    /// Size of each direction's buffer, i.e. the most bytes moved per read.
-    /// Exists so memory per busy connection can be tuned; values below 1 are
-    /// treated as 1. Defaults to [`DEFAULT_BUFFER_SIZE`].
+    /// The most bytes moved per read: the size of the thread's scratch
+    /// buffer reads go into, and of the buffer a direction keeps while its
+    /// destination is full. Exists so memory per connection writing into a
+    /// slow reader can be tuned; values below 1 are treated as 1. Defaults
+    /// to [`DEFAULT_BUFFER_SIZE`].
     /// A direction that switched to [`splice`](RelayOptions::splice) holds no
     /// buffer and moves up to 256 KiB (its pipe's capacity) per call.
     pub buffer_size: usize,
@@ -236,12 +242,13 @@ pub struct RelayOptions {
     /// because it measures faster for bulk transfers (docs/performance.md);
     /// `false` keeps the plain read/write copy. Defaults to `true`.
     pub splice: bool,
-    /// Give a direction's buffer back once its source has sent nothing for
-    /// this long (it is released between one and two such periods after the
-    /// last read; the next message allocates a new one). Exists because
-    /// long-lived connections idle for hours and would otherwise each keep
-    /// their touched buffer pages. `None` keeps the buffer until the
-    /// direction ends. Defaults to [`DEFAULT_BUFFER_RELEASE`].
+    /// Give a direction's own buffer (held since its destination was full)
+    /// back once its source has sent nothing for this long (it is released
+    /// between one and two such periods after the last read; reads then go
+    /// through the thread's scratch buffer again). Exists because long-lived
+    /// connections idle for hours and would otherwise each keep their
+    /// touched buffer pages. `None` keeps the buffer until the direction
+    /// ends. Defaults to [`DEFAULT_BUFFER_RELEASE`].
     pub buffer_release: Option<Duration>,
 }
 
@@ -562,9 +569,13 @@ enum Eof {
 /// Copy one direction until EOF, then propagate the EOF with
 /// `shutdown(SHUT_WR)` on the destination (or report [`Eof::HungUp`]).
 ///
-/// The buffer is allocated only once `src` first becomes readable, given back
-/// after `src` has been quiet for [`RelayOptions::buffer_release`], and freed
-/// when this future completes, so idle connections hold no buffers. Once a
+/// Reads go into the thread's scratch buffer and are sent at once. Only when
+/// the destination cannot take all of a read does the direction allocate a
+/// buffer of its own for the rest; it then reads into that buffer until `src`
+/// has been quiet for [`RelayOptions::buffer_release`] and frees it when this
+/// future completes. So connections whose peers keep up, busy or idle, hold
+/// no buffers, and a connection writing into a full socket does not
+/// allocate per message. Once a
 /// read fills the whole buffer (a bulk transfer) and [`RelayOptions::splice`]
 /// allows it, the direction switches to `splice(2)` through a kernel pipe and
 /// frees the buffer (see [`zero_copy`]).
@@ -593,17 +604,17 @@ async fn pump<S: RelayStream, D: RelayStream>(
         }
     };
 
+    // This direction's own buffer: held only after a write could not take
+    // everything read (the destination was full), until the release timer
+    // finds the source quiet. Otherwise reads go through the thread's
+    // scratch buffer and are sent at once.
     let mut buf: Vec<u8> = Vec::new();
-    // Whether a byte ever came from `src`; until then a buffer is not kept
-    // across a wait (see below).
-    let mut carried = false;
     // The buffer is given back after a quiet period: `drive` runs one timer
     // for both directions and asks through `buffers`; this direction marks
     // its reads there, a flag store per message, not a timer per message.
     let release = opts.buffer_release.is_some();
     let bit = Buffers::bit(dir);
     loop {
-        // Wait before allocating: a connection that is merely open holds no buffer.
         // One wait for both, so the future holds one readiness future.
         // `poll_read_ready` keeps the waker in the socket's one reader slot;
         // `readable()` made a future per turn that, while pending, joined the
@@ -621,40 +632,87 @@ async fn pump<S: RelayStream, D: RelayStream>(
             buffers.dropped(bit);
             continue;
         }
-        if buf.capacity() == 0 {
-            // Not zeroed: reads fill spare capacity, so no memset per
-            // connection and no page is touched before data lands in it.
-            buf = Vec::with_capacity(buffer_size);
-            if release {
-                buffers.allocated(bit);
-            }
-        }
-        buf.clear();
-        let n = match src.read_into(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Readiness without data: freshly accepted sockets get one
-                // such wake-up. A connection that never carried a byte must
-                // not keep a buffer for it while it stays idle.
-                if !carried {
-                    buf = Vec::new();
-                    buffers.dropped(bit);
-                }
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err((src_side, e)),
-        };
-        carried = true;
-        if release {
-            buffers.read(bit);
-        }
-        if let Some(a) = activity {
-            a.touch();
-        }
 
-        let mut written = 0;
+        // What was read, and how much of it is still to be written from `buf`.
+        let (n, mut written) = if buf.capacity() == 0 {
+            // The usual case: read into the thread's scratch buffer and send
+            // it on without waiting. Only what the destination cannot take
+            // now is copied into a buffer of this direction's own.
+            let step = scratch::with(buffer_size, |scratch| {
+                let n = match src.read_into(scratch) {
+                    Ok(0) => return Ok(None),
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        // Readiness without data: freshly accepted sockets
+                        // get one such wake-up.
+                        return Ok(Some((0, 0)));
+                    }
+                    Err(e) => return Err((src_side, e)),
+                };
+                if let Some(a) = activity {
+                    a.touch();
+                }
+                let mut sent = 0;
+                while sent < n {
+                    match dst.try_write_io(|| stream::send(dst, &scratch[sent..n])) {
+                        Ok(0) => return Err((dst_side, io::ErrorKind::WriteZero.into())),
+                        Ok(w) => {
+                            sent += w;
+                            moved(w);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err((dst_side, e)),
+                    }
+                }
+                if sent < n {
+                    // The destination is full: keep the rest (and, from now
+                    // on, read into a buffer of this direction's own until
+                    // the release timer finds the source quiet).
+                    buf = Vec::with_capacity(buffer_size);
+                    buf.extend_from_slice(&scratch[..n]);
+                }
+                Ok(Some((n, sent)))
+            })?;
+            match step {
+                None => break,
+                Some((0, _)) => continue,
+                Some((n, sent)) => {
+                    if release && sent < n {
+                        buffers.allocated(bit);
+                    }
+                    (n, sent)
+                }
+            }
+        } else {
+            buf.clear();
+            let n = match src.read_into(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err((src_side, e)),
+            };
+            if release {
+                buffers.read(bit);
+            }
+            if let Some(a) = activity {
+                a.touch();
+            }
+            (n, 0)
+        };
+
         while written < n {
             // Straight to `send` (the usual case); only when the socket is
             // full does the write wait (`stream::poll_write`).
@@ -711,6 +769,10 @@ async fn pump<S: RelayStream, D: RelayStream>(
 /// per direction, created only once a direction has shown bulk traffic.
 #[cfg(target_os = "linux")]
 mod zero_copy;
+
+/// One read buffer per thread: a direction reads into it and sends at once,
+/// so it needs a buffer of its own only while its destination is full.
+mod scratch;
 
 /// What both directions and `drive` share: the last activity and the
 /// buffer-release bits.

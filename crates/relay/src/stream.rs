@@ -101,7 +101,7 @@ pub(crate) fn poll_write<S: RelayStream>(
 
 /// One non-blocking `send(2)`; `MSG_NOSIGNAL`, so a vanished peer is
 /// `EPIPE`, not a signal.
-fn send(dst: &impl AsFd, data: &[u8]) -> io::Result<usize> {
+pub(crate) fn send(dst: &impl AsFd, data: &[u8]) -> io::Result<usize> {
     nix::sys::socket::send(
         dst.as_fd().as_raw_fd(),
         data,
