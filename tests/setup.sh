@@ -20,6 +20,9 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 
 need=()
+# make and a C compiler: the broker's allocator (jemalloc) is built from source.
+command -v make >/dev/null || need+=(make)
+command -v cc >/dev/null || need+=(gcc)
 # haproxy: the policy-mode peer in benchmarks (bench/run.sh).
 command -v haproxy >/dev/null || need+=(haproxy)
 # socat: the baseline relay in benchmarks. setpriv/unshare: other uids, user namespaces.

@@ -629,10 +629,10 @@ impl Daemon {
 /// call takes well under a millisecond at that size.
 fn give_back_memory(after: &str) {
     let started = std::time::Instant::now();
-    let released = crate::alloc_trim::trim();
+    let purged = crate::alloc_trim::trim();
     tracing::debug!(
         after,
-        released,
+        purged,
         elapsed_us = started.elapsed().as_micros() as u64,
         "gave free heap memory back"
     );

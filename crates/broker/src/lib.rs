@@ -18,7 +18,7 @@
 //! deciding each request with [`policy`].
 // `unsafe` is denied everywhere except `handover` (descriptor passing, which
 // the standard library cannot express safely; the module explains each use)
-// and `alloc_trim` (one call of glibc's `malloc_trim`).
+// and `alloc_trim` (one call of jemalloc's `mallctl`).
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 

@@ -164,9 +164,9 @@ impl Workers {
             }
         }
         self.since_trim.store(0, Ordering::Relaxed);
-        let released = crate::alloc_trim::trim();
+        let purged = crate::alloc_trim::trim();
         tracing::debug!(
-            released,
+            purged,
             "gave free heap memory back after a burst of connections"
         );
         self.trim_pending.store(false, Ordering::Relaxed);
