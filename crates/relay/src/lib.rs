@@ -639,20 +639,10 @@ async fn pump<S: RelayStream, D: RelayStream>(
             // it on without waiting. Only what the destination cannot take
             // now is copied into a buffer of this direction's own.
             let step = scratch::with(buffer_size, |scratch| {
-                let n = match src.read_into(scratch) {
-                    Ok(0) => return Ok(None),
-                    Ok(n) => n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        // Readiness without data: freshly accepted sockets
-                        // get one such wake-up.
-                        return Ok(Some((0, 0)));
-                    }
-                    Err(e) => return Err((src_side, e)),
+                let n = match read_once(src, scratch).map_err(|e| (src_side, e))? {
+                    Read::Eof => return Ok(None),
+                    Read::Nothing => return Ok(Some((0, 0))),
+                    Read::Data(n) => n,
                 };
                 if let Some(a) = activity {
                     a.touch();
@@ -691,18 +681,10 @@ async fn pump<S: RelayStream, D: RelayStream>(
             }
         } else {
             buf.clear();
-            let n = match src.read_into(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err((src_side, e)),
+            let n = match read_once(src, &mut buf).map_err(|e| (src_side, e))? {
+                Read::Eof => break,
+                Read::Nothing => continue,
+                Read::Data(n) => n,
             };
             if release {
                 buffers.read(bit);
@@ -759,6 +741,34 @@ async fn pump<S: RelayStream, D: RelayStream>(
         // which is not a failure of this direction.
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err((dst_side, e)),
         _ => Ok(Eof::Propagated),
+    }
+}
+
+/// What one read from a direction's source gave.
+enum Read {
+    /// This many bytes (at least one).
+    Data(usize),
+    /// The source sent EOF.
+    Eof,
+    /// Readiness without data (freshly accepted sockets get one such
+    /// wake-up), or a signal interrupted the read: wait again.
+    Nothing,
+}
+
+/// One non-blocking read from `src` into `buf`'s spare capacity.
+fn read_once<S: RelayStream>(src: &S, buf: &mut Vec<u8>) -> io::Result<Read> {
+    match src.read_into(buf) {
+        Ok(0) => Ok(Read::Eof),
+        Ok(n) => Ok(Read::Data(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(Read::Nothing)
+        }
+        Err(e) => Err(e),
     }
 }
 
