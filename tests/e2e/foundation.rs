@@ -207,6 +207,73 @@ fn data_path_threads_follow_the_worker_setting_and_serve_every_tenant() {
     b.wait_log("gave free heap memory back after=\"start-up\"");
 }
 
+#[test]
+fn one_worker_per_cpu_is_pinned_to_it_unless_told_otherwise() {
+    let s = Setup::new();
+    let cfg = s.dir.path().join("sockbroker.yaml");
+    let tenants = [("a", own_owner())];
+    write_config(&cfg, &config(s.dir.path(), &s.upstream.path, &tenants));
+    let mine = cpus_allowed("self");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    // As many workers as CPUs (the default): each on a CPU of its own.
+    {
+        let b = Broker::start(&cfg, &[], &[]);
+        wait_socket(&s.sock("a"));
+        echo_conn(&s.sock("a"), b"a");
+        let workers = worker_cpus(b.child.id());
+        assert_eq!(workers.len(), cpus, "{workers:?}");
+        let mut pinned: Vec<&str> = workers.iter().map(|(_, c)| c.as_str()).collect();
+        assert!(
+            pinned.iter().all(|c| c.parse::<usize>().is_ok()),
+            "every worker on one CPU: {workers:?}"
+        );
+        pinned.sort();
+        pinned.dedup();
+        assert_eq!(pinned.len(), cpus, "each on a different CPU: {workers:?}");
+        // The rest of the process is not pinned.
+        assert_eq!(cpus_allowed(&b.child.id().to_string()), mine);
+    }
+    // Turned off, or a worker count set by hand: the kernel places them.
+    for env in [
+        ("SOCKBROKER_PIN_WORKERS", "0"),
+        ("TOKIO_WORKER_THREADS", "3"),
+    ] {
+        let b = Broker::start(&cfg, &[], &[env]);
+        wait_socket(&s.sock("a"));
+        echo_conn(&s.sock("a"), b"a");
+        let workers = worker_cpus(b.child.id());
+        assert!(!workers.is_empty());
+        for (name, list) in &workers {
+            assert_eq!(list, &mine, "{name} with {env:?}");
+        }
+    }
+}
+
+/// `Cpus_allowed_list` of /proc/`task`/status (`self`, a pid, `PID/task/TID`).
+fn cpus_allowed(task: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{task}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Each data-path worker thread of process `pid` with the CPUs it may run on.
+fn worker_cpus(pid: u32) -> Vec<(String, String)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let tid = t.ok()?.file_name().into_string().ok()?;
+            let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+            let name = name.trim();
+            name.starts_with("sockbroker-w")
+                .then(|| (name.to_owned(), cpus_allowed(&format!("{pid}/task/{tid}"))))
+        })
+        .collect()
+}
+
 /// How many of process `pid`'s descriptors are the listening socket at
 /// `path` (its inode from /proc/net/unix, which shows the name it was bound
 /// to: a temporary one in the same directory, renamed into place).

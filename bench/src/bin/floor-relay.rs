@@ -8,7 +8,8 @@
 //! scenarios? It has none of the broker's duties — no log line, no metrics, no
 //! connection limit, no peer-credential check, no idle timer, no drain, no
 //! half-close (the first EOF closes both sides), no splice — and none of tokio:
-//! one plain edge-triggered epoll loop per core, sockets registered for
+//! one plain edge-triggered epoll loop per core (pinned to it, as the
+//! broker's workers are), sockets registered for
 //! `EPOLLIN` only (so a peer draining our writes never wakes us), connections
 //! kept on the thread that accepted them, and closed without deregistering
 //! (`close(2)` removes them from epoll). It is a measuring stick for small
@@ -64,10 +65,25 @@ fn main() {
     let upstream = Arc::new(upstream);
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One thread per CPU, each pinned to its own, as the broker's workers
+    // are (its `workers::pin_plan`): the floor must stay the limit for a
+    // relay placed the same way.
+    let cpus = allowed_cpus();
+    let pins = (cpus.len() == threads).then_some(cpus);
     let workers: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|i| {
             let (l, u) = (listener.clone(), upstream.clone());
+            let cpu = pins.as_ref().map(|p| p[i]);
             std::thread::spawn(move || {
+                if let Some(cpu) = cpu {
+                    let mut set = nix::sched::CpuSet::new();
+                    let pinned = set.set(cpu).and_then(|()| {
+                        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                    });
+                    if let Err(e) = pinned {
+                        eprintln!("sockbroker-floor-relay: cannot pin a thread to CPU {cpu}: {e}");
+                    }
+                }
                 if let Err(e) = event_loop(&l, &u) {
                     eprintln!("sockbroker-floor-relay: {e}");
                     std::process::exit(1);
@@ -99,6 +115,16 @@ fn first_tenant(config: &std::path::Path) -> Result<(PathBuf, PathBuf), String> 
         .and_then(|v| v.as_str())
         .ok_or("no upstream")?;
     Ok((listen.into(), upstream.into()))
+}
+
+/// The CPUs this process may run on, in ascending order.
+fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// One thread's loop: accept (the listener is shared, `EPOLLEXCLUSIVE` wakes

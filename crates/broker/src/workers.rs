@@ -9,6 +9,12 @@
 //! (docs/performance.md "How close any relay gets"). The control plane
 //! (config, reload, metrics, health) keeps the main runtime.
 //!
+//! With one worker per CPU the process may run on (the default), each worker
+//! is pinned to its own CPU ([`pin_plan`]): left to the kernel, a worker
+//! woken by a client on the other core was moved there and back, and round
+//! trips on one connection ran at 0.75–0.8× the pinned rate
+//! (docs/decisions.md "Threads").
+//!
 //! `sockbroker run` starts the workers ([`Workers::start`]) and installs them
 //! for the process ([`install`]); without them (tests that run listeners
 //! in-process) listeners and their connections run on the caller's runtime.
@@ -114,10 +120,54 @@ pub fn default_count() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// The CPU each worker is pinned to, in worker order, or `None` to leave
+/// placement to the kernel: pinned when there are exactly as many workers
+/// as CPUs in `allowed` (the process's affinity mask, which cpusets and
+/// systemd's `CPUAffinity=` narrow) and `SOCKBROKER_PIN_WORKERS` is not `0`.
+/// A worker count set otherwise (`TOKIO_WORKER_THREADS`, or a CPU quota that
+/// `available_parallelism` counts) leaves them unpinned: which CPUs to
+/// crowd or leave out is then not ours to guess.
+pub fn pin_plan(count: usize, allowed: &[usize], setting: Option<&str>) -> Option<Vec<usize>> {
+    if setting.map(str::trim) == Some("0") || count != allowed.len() || count == 0 {
+        return None;
+    }
+    Some(allowed.to_vec())
+}
+
+/// The CPUs this process may run on, in ascending order.
+fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Pin the calling thread to `cpu`; a failure (a CPU taken away since the
+/// plan was made) leaves the thread where the kernel puts it.
+fn pin_this_thread(worker: usize, cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    let pinned = set
+        .set(cpu)
+        .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
+    match pinned {
+        Ok(()) => tracing::debug!(worker, cpu, "data-path worker pinned to its CPU"),
+        Err(e) => tracing::warn!(
+            worker,
+            cpu,
+            error = %e,
+            "cannot pin a data-path worker to its CPU; it runs unpinned"
+        ),
+    }
+}
+
 impl Workers {
     /// Start `count` worker threads, each running a single-threaded runtime
-    /// until [`Workers::stop`].
+    /// until [`Workers::stop`], pinned to CPUs as [`pin_plan`] says.
     pub fn start(count: usize) -> io::Result<Workers> {
+        let setting = std::env::var("SOCKBROKER_PIN_WORKERS").ok();
+        let pins = pin_plan(count.max(1), &allowed_cpus(), setting.as_deref());
         let stop = CancellationToken::new();
         // Threads already started end if a later one cannot start.
         let stop_on_error = stop.clone().drop_guard();
@@ -132,9 +182,13 @@ impl Workers {
                 load: AtomicUsize::new(0),
             });
             let stop = stop.clone();
+            let cpu = pins.as_ref().map(|p| p[i]);
             let thread = std::thread::Builder::new()
                 .name(format!("sockbroker-w{i}"))
                 .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_this_thread(i, cpu);
+                    }
                     rt.block_on(stop.cancelled());
                     // Dropping the runtime drops what is still spawned on it.
                 })?;
@@ -269,6 +323,56 @@ mod tests {
         assert_eq!(on(&f), 1);
         drop((c, d, f));
         assert_eq!(loads(w), [0, 0, 0]);
+        w.stop();
+    }
+
+    #[test]
+    fn workers_are_pinned_one_per_allowed_cpu_only_when_they_match() {
+        /// Workers, allowed CPUs, `SOCKBROKER_PIN_WORKERS`, and the pins.
+        type Case = (
+            usize,
+            &'static [usize],
+            Option<&'static str>,
+            Option<&'static [usize]>,
+        );
+        let cases: &[Case] = &[
+            (2, &[0, 1], None, Some(&[0, 1])),
+            // A cpuset or CPUAffinity= narrowed the mask: its CPUs, in order.
+            (2, &[3, 5], None, Some(&[3, 5])),
+            (1, &[7], Some("1"), Some(&[7])),
+            // Turned off.
+            (2, &[0, 1], Some("0"), None),
+            (2, &[0, 1], Some(" 0\n"), None),
+            // A count set by hand (TOKIO_WORKER_THREADS) or a CPU quota.
+            (3, &[0, 1], None, None),
+            (1, &[0, 1], None, None),
+            // The mask could not be read.
+            (2, &[], None, None),
+        ];
+        for &(count, allowed, setting, want) in cases {
+            assert_eq!(
+                pin_plan(count, allowed, setting).as_deref(),
+                want,
+                "{count} workers, CPUs {allowed:?}, setting {setting:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_started_worker_runs_on_its_planned_cpu_only() {
+        let allowed = allowed_cpus();
+        let Some(pins) = pin_plan(allowed.len(), &allowed, None) else {
+            panic!("no CPUs in this process's affinity mask: {allowed:?}");
+        };
+        let w = Workers::start(allowed.len()).unwrap();
+        for (i, cpu) in pins.iter().enumerate() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            w.handle(i).spawn(async move {
+                tx.send(allowed_cpus()).unwrap();
+            });
+            let on = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+            assert_eq!(on, vec![*cpu], "worker {i}");
+        }
         w.stop();
     }
 
