@@ -208,16 +208,16 @@ fn data_path_threads_follow_the_worker_setting_and_serve_every_tenant() {
 }
 
 #[test]
-fn one_worker_per_cpu_is_pinned_to_it_unless_told_otherwise() {
+fn workers_are_pinned_one_per_cpu_only_when_asked() {
     let s = Setup::new();
     let cfg = s.dir.path().join("sockbroker.yaml");
     let tenants = [("a", own_owner())];
     write_config(&cfg, &config(s.dir.path(), &s.upstream.path, &tenants));
     let mine = cpus_allowed("self");
     let cpus = std::thread::available_parallelism().unwrap().get();
-    // As many workers as CPUs (the default): each on a CPU of its own.
+    // Asked, with as many workers as CPUs: each on a CPU of its own.
     {
-        let b = Broker::start(&cfg, &[], &[]);
+        let b = Broker::start(&cfg, &[], &[("SOCKBROKER_PIN_WORKERS", "1")]);
         wait_socket(&s.sock("a"));
         echo_conn(&s.sock("a"), b"a");
         let workers = worker_cpus(b.child.id());
@@ -233,12 +233,16 @@ fn one_worker_per_cpu_is_pinned_to_it_unless_told_otherwise() {
         // The rest of the process is not pinned.
         assert_eq!(cpus_allowed(&b.child.id().to_string()), mine);
     }
-    // Turned off, or a worker count set by hand: the kernel places them.
+    // By default, or with a worker count set by hand: the kernel places them.
     for env in [
-        ("SOCKBROKER_PIN_WORKERS", "0"),
-        ("TOKIO_WORKER_THREADS", "3"),
+        &[][..],
+        &[("SOCKBROKER_PIN_WORKERS", "0")][..],
+        &[
+            ("SOCKBROKER_PIN_WORKERS", "1"),
+            ("TOKIO_WORKER_THREADS", "3"),
+        ][..],
     ] {
-        let b = Broker::start(&cfg, &[], &[env]);
+        let b = Broker::start(&cfg, &[], env);
         wait_socket(&s.sock("a"));
         echo_conn(&s.sock("a"), b"a");
         let workers = worker_cpus(b.child.id());

@@ -8,8 +8,9 @@
 //! scenarios? It has none of the broker's duties — no log line, no metrics, no
 //! connection limit, no peer-credential check, no idle timer, no drain, no
 //! half-close (the first EOF closes both sides), no splice — and none of tokio:
-//! one plain edge-triggered epoll loop per core (pinned to it, as the
-//! broker's workers are), sockets registered for
+//! one plain edge-triggered epoll loop per core (pinned to it with
+//! `SOCKBROKER_PIN_WORKERS=1`, as the broker's workers then are), sockets
+//! registered for
 //! `EPOLLIN` only (so a peer draining our writes never wakes us), connections
 //! kept on the thread that accepted them, and closed without deregistering
 //! (`close(2)` removes them from epoll). It is a measuring stick for small
@@ -65,11 +66,13 @@ fn main() {
     let upstream = Arc::new(upstream);
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // One thread per CPU, each pinned to its own, as the broker's workers
+    // With SOCKBROKER_PIN_WORKERS=1 (which the bench passes on to both),
+    // each thread pinned to a CPU of its own as the broker's workers then
     // are (its `workers::pin_plan`): the floor must stay the limit for a
     // relay placed the same way.
     let cpus = allowed_cpus();
-    let pins = (cpus.len() == threads).then_some(cpus);
+    let pin = std::env::var("SOCKBROKER_PIN_WORKERS").is_ok_and(|v| v.trim() == "1");
+    let pins = (pin && cpus.len() == threads).then_some(cpus);
     let workers: Vec<_> = (0..threads)
         .map(|i| {
             let (l, u) = (listener.clone(), upstream.clone());

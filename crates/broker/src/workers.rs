@@ -9,11 +9,11 @@
 //! (docs/performance.md "How close any relay gets"). The control plane
 //! (config, reload, metrics, health) keeps the main runtime.
 //!
-//! With one worker per CPU the process may run on (the default), each worker
-//! is pinned to its own CPU ([`pin_plan`]): left to the kernel, a worker
-//! woken by a client on the other core was moved there and back, and round
-//! trips on one connection ran at 0.75–0.8× the pinned rate
-//! (docs/decisions.md "Threads").
+//! `SOCKBROKER_PIN_WORKERS=1` pins each worker to a CPU of its own
+//! ([`pin_plan`]): back-to-back round trips on one connection then run
+//! 1.25–1.35× as fast, but a request arriving at an idle broker waits for
+//! its worker's CPU to wake (on this VM 92 against 44 µs), so the default
+//! leaves placement to the kernel (docs/decisions.md "Threads").
 //!
 //! `sockbroker run` starts the workers ([`Workers::start`]) and installs them
 //! for the process ([`install`]); without them (tests that run listeners
@@ -121,14 +121,15 @@ pub fn default_count() -> usize {
 }
 
 /// The CPU each worker is pinned to, in worker order, or `None` to leave
-/// placement to the kernel: pinned when there are exactly as many workers
-/// as CPUs in `allowed` (the process's affinity mask, which cpusets and
-/// systemd's `CPUAffinity=` narrow) and `SOCKBROKER_PIN_WORKERS` is not `0`.
-/// A worker count set otherwise (`TOKIO_WORKER_THREADS`, or a CPU quota that
-/// `available_parallelism` counts) leaves them unpinned: which CPUs to
-/// crowd or leave out is then not ours to guess.
+/// placement to the kernel (the default): pinned only when
+/// `SOCKBROKER_PIN_WORKERS` is `1` and there are exactly as many workers as
+/// CPUs in `allowed` (the process's affinity mask, which cpusets and
+/// systemd's `CPUAffinity=` narrow). A worker count set otherwise
+/// (`TOKIO_WORKER_THREADS`, or a CPU quota that `available_parallelism`
+/// counts) leaves them unpinned: which CPUs to crowd or leave out is then
+/// not ours to guess.
 pub fn pin_plan(count: usize, allowed: &[usize], setting: Option<&str>) -> Option<Vec<usize>> {
-    if setting.map(str::trim) == Some("0") || count != allowed.len() || count == 0 {
+    if setting.map(str::trim) != Some("1") || count != allowed.len() || count == 0 {
         return None;
     }
     Some(allowed.to_vec())
@@ -167,7 +168,12 @@ impl Workers {
     /// until [`Workers::stop`], pinned to CPUs as [`pin_plan`] says.
     pub fn start(count: usize) -> io::Result<Workers> {
         let setting = std::env::var("SOCKBROKER_PIN_WORKERS").ok();
-        let pins = pin_plan(count.max(1), &allowed_cpus(), setting.as_deref());
+        Self::start_pinned(count, setting.as_deref())
+    }
+
+    /// [`Workers::start`] with the `SOCKBROKER_PIN_WORKERS` setting given.
+    fn start_pinned(count: usize, setting: Option<&str>) -> io::Result<Workers> {
+        let pins = pin_plan(count.max(1), &allowed_cpus(), setting);
         let stop = CancellationToken::new();
         // Threads already started end if a later one cannot start.
         let stop_on_error = stop.clone().drop_guard();
@@ -336,18 +342,20 @@ mod tests {
             Option<&'static [usize]>,
         );
         let cases: &[Case] = &[
-            (2, &[0, 1], None, Some(&[0, 1])),
+            (2, &[0, 1], Some("1"), Some(&[0, 1])),
+            (2, &[0, 1], Some(" 1\n"), Some(&[0, 1])),
             // A cpuset or CPUAffinity= narrowed the mask: its CPUs, in order.
-            (2, &[3, 5], None, Some(&[3, 5])),
+            (2, &[3, 5], Some("1"), Some(&[3, 5])),
             (1, &[7], Some("1"), Some(&[7])),
-            // Turned off.
+            // Not asked for (the default), or turned off.
+            (2, &[0, 1], None, None),
             (2, &[0, 1], Some("0"), None),
-            (2, &[0, 1], Some(" 0\n"), None),
+            (2, &[0, 1], Some("yes"), None),
             // A count set by hand (TOKIO_WORKER_THREADS) or a CPU quota.
-            (3, &[0, 1], None, None),
-            (1, &[0, 1], None, None),
+            (3, &[0, 1], Some("1"), None),
+            (1, &[0, 1], Some("1"), None),
             // The mask could not be read.
-            (2, &[], None, None),
+            (2, &[], Some("1"), None),
         ];
         for &(count, allowed, setting, want) in cases {
             assert_eq!(
@@ -361,10 +369,10 @@ mod tests {
     #[test]
     fn a_started_worker_runs_on_its_planned_cpu_only() {
         let allowed = allowed_cpus();
-        let Some(pins) = pin_plan(allowed.len(), &allowed, None) else {
+        let Some(pins) = pin_plan(allowed.len(), &allowed, Some("1")) else {
             panic!("no CPUs in this process's affinity mask: {allowed:?}");
         };
-        let w = Workers::start(allowed.len()).unwrap();
+        let w = Workers::start_pinned(allowed.len(), Some("1")).unwrap();
         for (i, cpu) in pins.iter().enumerate() {
             let (tx, rx) = std::sync::mpsc::channel();
             w.handle(i).spawn(async move {
