@@ -576,10 +576,26 @@ fn raises_nofile_and_backs_off_when_out_of_descriptors() {
 
     // Each relayed connection costs two descriptors. Make the headroom even, so
     // the descriptor that runs out is always the accept's, not the upstream's.
+    // Counted once the count holds still: the probe connection's two
+    // descriptors close just after its log line, and one counted while the
+    // other is already closed made the headroom odd (the upstream's connect
+    // then hit the limit first, and nothing backed off).
     b.wait_log("connection closed: ");
-    let used = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let mut used = open_fds();
+    wait_until(
+        "the broker's descriptor count to hold still",
+        DEADLINE,
+        || {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = open_fds();
+            std::mem::replace(&mut used, now) == now
+        },
+    );
     let limit = used + 40;
     let st = std::process::Command::new("prlimit")
         .arg(format!("--pid={pid}"))
