@@ -233,15 +233,26 @@ fn workers_are_pinned_one_per_cpu_only_when_asked() {
         // The rest of the process is not pinned.
         assert_eq!(cpus_allowed(&b.child.id().to_string()), mine);
     }
-    // By default, or with a worker count set by hand: the kernel places them.
-    for env in [
-        &[][..],
-        &[("SOCKBROKER_PIN_WORKERS", "0")][..],
-        &[
-            ("SOCKBROKER_PIN_WORKERS", "1"),
-            ("TOKIO_WORKER_THREADS", "3"),
-        ][..],
-    ] {
+    // By default, with a worker count set by hand, or with a value that
+    // means nothing: the kernel places them, and the last two say why.
+    /// The broker's environment, and the warning it must log.
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: [Case; 4] = [
+        (&[], None),
+        (&[("SOCKBROKER_PIN_WORKERS", "0")], None),
+        (
+            &[
+                ("SOCKBROKER_PIN_WORKERS", "1"),
+                ("TOKIO_WORKER_THREADS", "3"),
+            ],
+            Some("they run unpinned"),
+        ),
+        (
+            &[("SOCKBROKER_PIN_WORKERS", "yes")],
+            Some("SOCKBROKER_PIN_WORKERS takes 0 or 1"),
+        ),
+    ];
+    for (env, says) in cases {
         let b = Broker::start(&cfg, &[], env);
         wait_socket(&s.sock("a"));
         echo_conn(&s.sock("a"), b"a");
@@ -249,6 +260,10 @@ fn workers_are_pinned_one_per_cpu_only_when_asked() {
         assert!(!workers.is_empty());
         for (name, list) in &workers {
             assert_eq!(list, &mine, "{name} with {env:?}");
+        }
+        match says {
+            Some(warning) => b.wait_log(warning),
+            None => assert!(!b.logs().contains("SOCKBROKER_PIN_WORKERS"), "{env:?}"),
         }
     }
 }

@@ -173,7 +173,24 @@ impl Workers {
 
     /// [`Workers::start`] with the `SOCKBROKER_PIN_WORKERS` setting given.
     fn start_pinned(count: usize, setting: Option<&str>) -> io::Result<Workers> {
-        let pins = pin_plan(count.max(1), &allowed_cpus(), setting);
+        let allowed = allowed_cpus();
+        let pins = pin_plan(count.max(1), &allowed, setting);
+        // Asked for and not done, or a value that means nothing: say so
+        // rather than run unpinned silently.
+        match setting.map(str::trim) {
+            None | Some("0") => {}
+            Some("1") if pins.is_some() => {}
+            Some("1") => tracing::warn!(
+                workers = count.max(1),
+                cpus = allowed.len(),
+                "SOCKBROKER_PIN_WORKERS=1 pins workers only when there is one per CPU the \
+                 process may run on (TOKIO_WORKER_THREADS unset, no CPU quota); they run unpinned"
+            ),
+            Some(other) => tracing::warn!(
+                value = other,
+                "SOCKBROKER_PIN_WORKERS takes 0 or 1; the workers run unpinned"
+            ),
+        }
         let stop = CancellationToken::new();
         // Threads already started end if a later one cannot start.
         let stop_on_error = stop.clone().drop_guard();

@@ -638,11 +638,10 @@ async fn pump<S: RelayStream, D: RelayStream>(
             // The usual case: read into the thread's scratch buffer and send
             // it on without waiting. Only what the destination cannot take
             // now is copied into a buffer of this direction's own.
-            let step = scratch::with(buffer_size, |scratch| {
+            let (read, sent) = scratch::with(buffer_size, |scratch| {
                 let n = match read_once(src, scratch).map_err(|e| (src_side, e))? {
-                    Read::Eof => return Ok(None),
-                    Read::Nothing => return Ok(Some((0, 0))),
                     Read::Data(n) => n,
+                    other => return Ok((other, 0)),
                 };
                 if let Some(a) = activity {
                     a.touch();
@@ -663,21 +662,20 @@ async fn pump<S: RelayStream, D: RelayStream>(
                 if sent < n {
                     // The destination is full: keep the rest (and, from now
                     // on, read into a buffer of this direction's own until
-                    // the release timer finds the source quiet).
+                    // the release timer finds the source quiet). Only this
+                    // read's bytes leave the scratch buffer.
                     buf = Vec::with_capacity(buffer_size);
                     buf.extend_from_slice(&scratch[..n]);
-                }
-                Ok(Some((n, sent)))
-            })?;
-            match step {
-                None => break,
-                Some((0, _)) => continue,
-                Some((n, sent)) => {
-                    if release && sent < n {
+                    if release {
                         buffers.allocated(bit);
                     }
-                    (n, sent)
                 }
+                Ok((Read::Data(n), sent))
+            })?;
+            match read {
+                Read::Eof => break,
+                Read::Nothing => continue,
+                Read::Data(n) => (n, sent),
             }
         } else {
             buf.clear();

@@ -640,6 +640,66 @@ async fn small_buffers_relay_exactly() {
     .await;
 }
 
+/// Relays on one thread share its scratch buffer (every read goes through
+/// it): interleaved on a single-threaded runtime, with half of the upstreams
+/// reading slowly so that their relays keep the rest of a read in a buffer
+/// of their own, every upstream receives exactly its own client's bytes,
+/// never a byte another relay read before it.
+#[tokio::test]
+async fn relays_on_one_thread_never_pass_on_each_others_bytes() {
+    with_deadline(async {
+        let mut runs = Vec::new();
+        for i in 0..8u64 {
+            let Harness {
+                mut client,
+                mut upstream,
+                relay,
+                ..
+            } = start(RelayOptions {
+                // The copy path throughout (a full read would switch to splice).
+                splice: false,
+                ..Default::default()
+            });
+            let up = payload(100 + i, 300_000);
+            let want = up.clone();
+            let writer = tokio::spawn(async move {
+                // In uneven pieces, so reads of different relays interleave.
+                for piece in up.chunks(1_000 + 777 * i as usize) {
+                    client.write_all(piece).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                client.shutdown().await.unwrap();
+                read_to_end(&mut client).await
+            });
+            let slow = i % 2 == 0;
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = vec![0u8; if slow { 700 } else { 64 * 1024 }];
+                loop {
+                    let n = upstream.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&chunk[..n]);
+                    if slow {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                upstream.shutdown().await.unwrap();
+                got
+            });
+            runs.push((want, writer, reader, relay));
+        }
+        for (want, writer, reader, relay) in runs {
+            assert_same(&reader.await.unwrap(), &want);
+            assert!(writer.await.unwrap().is_empty());
+            let out = relay.await.unwrap();
+            assert_eq!(out.bytes_upstream, want.len() as u64);
+        }
+    })
+    .await;
+}
+
 /// Many concurrent relays to a real listening upstream (an echo server on a
 /// socket path in a temporary directory), each with its own payload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
