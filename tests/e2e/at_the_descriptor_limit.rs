@@ -82,3 +82,54 @@ fn bulk_transfer_completes_with_no_descriptor_left() {
     // Still open, and still relaying.
     echo_again(&mut c, b"still here");
 }
+
+/// A client accepted with the broker's last descriptor, whose upstream
+/// connect then finds none, waits for one (up to `connect_timeout`) instead of
+/// being refused as `upstream_unavailable`: once a connection closes, it is
+/// served. Meanwhile the accept loop backs off, and once the limit is raised
+/// the client queued behind it is served too.
+#[test]
+fn upstream_connect_waits_for_a_descriptor_instead_of_refusing() {
+    let scene = Scene::new();
+    let b = scene.start(
+        &[("a", &format!("{}\nconnect_timeout: 1h", own_ids()))],
+        &[],
+    );
+    wait_socket(&scene.sock("a"));
+    b.wait_log("connection closed: ");
+
+    // Holds two of the broker's descriptors; closing it frees them.
+    let held = echo_conn(&scene.sock("a"), b"held");
+    let pid = b.child.id();
+    // One descriptor left: the next accept takes it, its connect finds none.
+    let limit = next_fd(pid) + 1;
+    set_nofile(pid, limit);
+    let mut waiting = UnixStream::connect(scene.sock("a")).unwrap();
+    waiting.set_read_timeout(Some(DEADLINE)).unwrap();
+    waiting.write_all(b"waited").unwrap();
+    b.wait_log("upstream connect: out of resources; waiting");
+    // The one behind it finds no descriptor to be accepted with.
+    let mut queued = UnixStream::connect(scene.sock("a")).unwrap();
+    queued.set_read_timeout(Some(DEADLINE)).unwrap();
+    queued.write_all(b"queued").unwrap();
+    b.wait_log("accept failed: out of resources; backing off");
+
+    drop(held);
+    let mut buf = [0u8; 6];
+    waiting
+        .read_exact(&mut buf)
+        .unwrap_or_else(|e| panic!("the waiting client: {e}\n{}", b.logs()));
+    assert_eq!(&buf, b"waited");
+    assert!(
+        !b.logs().contains("upstream unavailable"),
+        "refused instead of waiting:\n{}",
+        b.logs()
+    );
+
+    set_nofile(pid, limit + 16);
+    queued
+        .read_exact(&mut buf)
+        .unwrap_or_else(|e| panic!("the queued client: {e}\n{}", b.logs()));
+    assert_eq!(&buf, b"queued");
+    echo_again(&mut waiting, b"both served");
+}

@@ -590,11 +590,11 @@ fn raises_nofile_and_backs_off_when_out_of_descriptors() {
     assert_eq!(line.split_whitespace().nth(3), Some("96"), "{line}");
 
     // Each relayed connection costs two descriptors. Make the headroom even, so
-    // the descriptor that runs out is always the accept's, not the upstream's.
+    // the descriptor that runs out is always the accept's, not the upstream's
+    // (that one waits for a descriptor: at_the_descriptor_limit.rs).
     // Counted once the count holds still: the probe connection's two
     // descriptors close just after its log line, and one counted while the
-    // other is already closed made the headroom odd (the upstream's connect
-    // then hit the limit first, and nothing backed off).
+    // other is already closed made the headroom odd.
     b.wait_log("connection closed: ");
     let open_fds = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))

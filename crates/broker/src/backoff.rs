@@ -3,7 +3,17 @@
 //! a cap, so a loop neither spins nor sleeps longer than it must. The accept
 //! loops (`listener`, `http`) and the upstream connect use it.
 
+use std::io;
 use std::time::Duration;
+
+/// Errors that mean "out of a resource" (descriptors, kernel memory): wait and
+/// try again instead of failing or spinning.
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
 
 /// How an accept loop waits after running out of a resource (descriptors,
 /// memory): 10 ms, doubling up to 1 s, from the start after an accept succeeds.

@@ -14,7 +14,7 @@ use sockbroker_relay::{relay, EndReason, Listener, Outcome, ReadRegistered, Rela
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backoff::ACCEPT_BACKOFF;
+use crate::backoff::{is_resource_exhaustion, ACCEPT_BACKOFF};
 use crate::config::TenantSpec;
 use crate::metrics::Reject;
 use crate::socket::SocketFile;
@@ -155,14 +155,6 @@ impl ListenerHandle {
     pub fn open_connections(&self) -> usize {
         self.conns.len()
     }
-}
-
-/// Errors that mean "out of a resource": back off instead of spinning.
-fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 /// The drain deadline of one listener, as its connections see it.
