@@ -39,6 +39,12 @@
 //!   `ECONNRESET` after a peer vanished). A `shutdown` that fails with
 //!   `ENOTCONN` because the peer is already gone is not an error. On any end
 //!   the streams are dropped, which closes both connections.
+//! * **An ended connection's last steps go behind ready work.** When the relay
+//!   ends because a side hung up or both reached EOF, it closes the other
+//!   side at once, then yields to the runtime once before closing the first
+//!   side and returning, so that other tasks already woken on its thread (a
+//!   new connection's accept) run before the teardown and whatever the
+//!   caller does after `relay` returns.
 //! * **Live byte counts.** [`ByteSink::add`] is called after every successful
 //!   write, so long-lived streams (a day-long `docker events`) show up in
 //!   metrics while they are still open. [`Outcome`] carries the totals written
@@ -385,6 +391,23 @@ pub async fn relay<C: RelayStream, U: RelayStream>(
         tokio::pin!(up, down);
         drive(up, down, opts, &shared).await
     };
+    // The side still connected learns of the end at once; the one that hung
+    // up (nobody is waiting on it) is closed after a turn of the runtime, and
+    // so is the caller's bookkeeping after this returns (the broker's audit
+    // line): on a busy worker, the next connection's accept, typically in the
+    // same `epoll_wait` batch as this one's hang-up, goes first
+    // (docs/performance.md "What was tried", session 10).
+    match end {
+        EndReason::ClientClosed => {
+            drop(upstream);
+            tokio::task::yield_now().await;
+        }
+        EndReason::UpstreamClosed => {
+            drop(client);
+            tokio::task::yield_now().await;
+        }
+        _ => {}
+    }
 
     Outcome {
         end,

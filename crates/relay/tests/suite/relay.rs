@@ -316,6 +316,50 @@ async fn upstream_hang_up_ends_relay_without_waiting_for_client() {
     with_deadline(hang_up_ends_relay_at_once(Side::Upstream)).await;
 }
 
+/// Once a side hung up, the relay closes the side still connected at once and
+/// lets what else is ready on its thread run before it closes the other and
+/// returns (on a busy worker, a new connection's accept goes before an ended
+/// one's teardown and audit line). Here the ready work is a task woken by the
+/// relay's close of the live side: it runs before the relay has returned.
+#[tokio::test]
+async fn a_hang_up_closes_the_live_side_and_lets_ready_work_run_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for hangs_up in [Side::Client, Side::Upstream] {
+        let (client, client_relay) = UnixStream::pair().unwrap();
+        let (upstream_relay, upstream) = UnixStream::pair().unwrap();
+        let (gone, mut stays) = match hangs_up {
+            Side::Client => (client, upstream),
+            Side::Upstream => (upstream, client),
+        };
+        let returned = Arc::new(AtomicBool::new(false));
+        let r = returned.clone();
+        let relay = tokio::spawn(async move {
+            let sink = Counters::default();
+            let out = run_relay(client_relay, upstream_relay, &RelayOptions::default(), &sink).await;
+            r.store(true, Ordering::SeqCst);
+            out
+        });
+        let witness = tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            let n = stays.read(&mut b).await.unwrap();
+            (n, returned.load(Ordering::SeqCst))
+        });
+        drop(gone);
+        let (n, relay_had_returned) = with_deadline(witness).await.unwrap();
+        assert_eq!(n, 0, "the live side reads EOF");
+        assert!(
+            !relay_had_returned,
+            "the relay returned before the task its close woke could run ({hangs_up:?} hung up)"
+        );
+        let out = with_deadline(relay).await.unwrap();
+        assert!(
+            matches!(out.end, EndReason::ClientClosed | EndReason::UpstreamClosed),
+            "{:?}",
+            out.end
+        );
+    }
+}
+
 /// Idle is measured from the last byte in either direction.
 #[tokio::test]
 async fn idle_timeout_ends_relay() {
