@@ -109,7 +109,7 @@ async fn connect_upstream_std(
                 if let Some(tell) = short.take() {
                     tell(&e);
                 }
-                "the broker stayed out of descriptors"
+                "the broker stayed out of descriptors or socket memory"
             }
             r => return r,
         };
